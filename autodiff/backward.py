@@ -1,0 +1,137 @@
+"""Reverse mode: walk the graph from the outputs back to the leaves, applying each node's VJP.
+
+The walk is iterative (no Python recursion, so a chain of 100,000 ops is fine) and in topological
+order by consumer counting: a tensor's gradient is passed on only once every op that used it has
+sent its share, and then it is dropped. Gradients are summed back to each input's shape here,
+in one place, so no rule has to undo broadcasting.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from autodiff import xp
+from autodiff.errors import ShapeError
+from autodiff.graph import freed_error, grad_mode
+from autodiff.tensor import Tensor
+
+
+def backward(root: Tensor, gradient=None, *, retain_graph: bool = False,
+             create_graph: bool = False) -> None:
+    """``root.backward(...)``: accumulate into the ``.grad`` of every leaf that requires grad."""
+    seed = _seed("backward", root, gradient, create_graph)
+    _walk([root], [seed], retain_graph or create_graph, create_graph, targets=None)
+
+
+def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
+         grad_outputs=None, retain_graph: bool | None = None, create_graph: bool = False,
+         allow_unused: bool = False) -> tuple[Tensor | None, ...]:
+    """d(outputs)/d(inputs) · grad_outputs, as a tuple of Tensors; ``.grad`` is left untouched."""
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, (Tensor, np.ndarray)):
+        grad_outputs = [grad_outputs] * len(outputs)
+    seeds = [_seed("grad", out, g, create_graph) for out, g in zip(outputs, grad_outputs)]
+    for i, t in enumerate(inputs):
+        if not t.requires_grad:
+            raise RuntimeError(f"grad: input {i} (shape {t.shape}) does not require grad")
+    retain = create_graph if retain_graph is None else retain_graph
+    found = _walk(outputs, seeds, retain or create_graph, create_graph, targets=inputs)
+    result = []
+    for i, t in enumerate(inputs):
+        g = found.get(id(t))
+        if g is None and not allow_unused:
+            raise RuntimeError(f"grad: input {i} (shape {t.shape}) was not used to compute the "
+                               "outputs; pass allow_unused=True to get None for it")
+        result.append(g if g is None or create_graph else Tensor._wrap(g))
+    return tuple(result)
+
+
+def _seed(caller: str, root: Tensor, gradient, create_graph: bool):
+    if not root.requires_grad:
+        raise RuntimeError(f"{caller}: the tensor does not require grad and has no grad_fn "
+                           "(was it computed under no_grad, or from tensors without requires_grad?)")
+    if gradient is None:
+        if root.size != 1:
+            raise RuntimeError(f"{caller}: a gradient can be implied only for a tensor of one "
+                               f"element; this one has shape {root.shape}: pass gradient=")
+        gradient = np.ones_like(root.data)
+    g = gradient.data if isinstance(gradient, Tensor) else np.asarray(gradient, dtype=root.dtype)
+    if g.shape != root.shape:
+        raise ShapeError(f"{caller}: gradient of shape {g.shape} does not match the tensor's "
+                         f"shape {root.shape}")
+    if create_graph:
+        return gradient if isinstance(gradient, Tensor) else Tensor._wrap(g)
+    return g
+
+
+def _count_consumers(roots: list[Tensor]) -> dict[int, int]:
+    """For each tensor needing a gradient, how many recorded op inputs it is (edges, not ops)."""
+    pending: dict[int, int] = {}
+    stack = [t for t in roots if t.requires_grad]
+    seen = {id(t) for t in stack}
+    while stack:
+        node = stack.pop().grad_fn
+        if node is None:
+            continue
+        if node.inputs is None:
+            raise freed_error(node)
+        for t in node.inputs:
+            if t.requires_grad:
+                pending[id(t)] = pending.get(id(t), 0) + 1
+                if id(t) not in seen:
+                    seen.add(id(t))
+                    stack.append(t)
+    return pending
+
+
+def _walk(roots: list[Tensor], seeds: list, retain: bool, create_graph: bool,
+          targets: list[Tensor] | None) -> dict:
+    """Backpropagate; accumulate into leaves, or (given targets) return {id: gradient} for them."""
+    wanted = None if targets is None else {id(t) for t in targets}
+    pending = _count_consumers(roots)
+    grads: dict[int, object] = {}
+    for root, seed in zip(roots, seeds):
+        grads[id(root)] = seed if id(root) not in grads else grads[id(root)] + seed
+    ready = list({id(r): r for r in roots if pending.get(id(r), 0) == 0}.values())
+    found = {}
+    with grad_mode(create_graph):  # a recorded backward is itself a graph
+        while ready:
+            t = ready.pop()
+            g = grads.pop(id(t))
+            node = t.grad_fn
+            if wanted is not None and id(t) in wanted:
+                found[id(t)] = g
+            if node is None:
+                if wanted is None:
+                    _accumulate_into_leaf(t, g, create_graph)
+                continue
+            for inp, g_inp in zip(node.inputs, node.vjp(g, create_graph)):
+                if not inp.requires_grad:
+                    continue
+                key = id(inp)
+                if g_inp is not None:
+                    if g_inp.shape != inp.shape:
+                        g_inp = xp.sum_to(g_inp, inp.shape)  # undo broadcasting
+                    if not create_graph and g_inp.dtype != inp.data.dtype:
+                        g_inp = g_inp.astype(inp.data.dtype)
+                    grads[key] = g_inp if key not in grads else grads[key] + g_inp
+                pending[key] -= 1
+                if pending[key] == 0 and key in grads:
+                    ready.append(inp)
+            if not retain:
+                node.release()
+    return found
+
+
+def _accumulate_into_leaf(t: Tensor, g, create_graph: bool) -> None:
+    if create_graph:
+        t.grad = g if t.grad is None else t.grad + g
+    elif t.grad is None:
+        t.grad = Tensor._wrap(np.array(g, dtype=t.dtype))  # a copy: g may be shared or read-only
+    elif t.grad.grad_fn is None and t.grad.data.flags.writeable:
+        t.grad.data += g
+    else:
+        t.grad = Tensor._wrap(t.grad.data + g)

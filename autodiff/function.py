@@ -1,0 +1,124 @@
+"""User-defined ops, PyTorch style: subclass `Function`, write static `forward` and `backward`.
+
+    class Cube(Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x.data ** 3               # an array or a Tensor
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            (x,) = ctx.saved_tensors
+            return grad_output * 3 * x ** 2  # one gradient per forward argument
+
+    y = Cube.apply(x)
+
+`forward` runs without recording; `backward` gets the upstream gradient as a Tensor and returns one
+gradient per argument of `forward` (None for arguments that have none). Under
+``create_graph=True`` backward's Tensor ops are recorded, so a backward written with Tensor ops
+can be differentiated again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from autodiff.errors import ShapeError
+from autodiff.graph import GradMode, freed_error, grad_mode
+from autodiff.tensor import Tensor
+
+
+class Context:
+    """What forward leaves for backward: ``save_for_backward(*tensors)`` and any attribute."""
+
+    def __init__(self) -> None:
+        self.saved_tensors: tuple[Tensor, ...] = ()
+
+    def save_for_backward(self, *tensors: Tensor) -> None:
+        self.saved_tensors = tensors
+
+
+class Function:
+    """Base class of user-defined ops; call them with ``MyOp.apply(*args)``."""
+
+    @staticmethod
+    def forward(ctx: Context, *args: Any) -> Any:
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx: Context, grad_output: Tensor) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args: Any) -> Tensor:
+        ctx = Context()
+        with grad_mode(False):
+            result = cls.forward(ctx, *args)
+        out = result if isinstance(result, Tensor) else Tensor._wrap(np.asarray(result))
+        out = Tensor._wrap(out.data)  # a fresh tensor: forward may have returned an input
+        slots = tuple(i for i, a in enumerate(args) if isinstance(a, Tensor))
+        inputs = tuple(args[i] for i in slots)
+        if GradMode.enabled and any(t.requires_grad for t in inputs):
+            out.requires_grad = True
+            out.grad_fn = FunctionNode(cls, ctx, inputs, slots)
+        return out
+
+
+class FunctionNode:
+    """One application of a `Function`: the walker's view of it (inputs, vjp, release)."""
+
+    __slots__ = ("function", "ctx", "inputs", "arg_slots", "origin")
+
+    def __init__(self, function: type[Function], ctx: Context, inputs: tuple[Tensor, ...],
+                 arg_slots: tuple[int, ...]) -> None:
+        self.function = function
+        self.ctx = ctx
+        self.inputs = inputs
+        self.arg_slots = arg_slots  # where each input tensor stood among forward's arguments
+        self.origin = None
+
+    @property
+    def name(self) -> str:
+        return self.function.__name__
+
+    def vjp(self, g: Any, create_graph: bool) -> list:
+        if self.inputs is None:
+            raise freed_error(self)
+        if create_graph:
+            grads = self.function.backward(self.ctx, g)
+        else:
+            with grad_mode(False):
+                grads = self.function.backward(self.ctx, Tensor._wrap(g))
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        if len(grads) <= max(self.arg_slots):
+            raise TypeError(f"{self.name}.backward returned {len(grads)} gradient(s); it must "
+                            "return one per argument of forward (None where there is none)")
+        return [self._checked(grads[slot], t, create_graph) if t.requires_grad else None
+                for slot, t in zip(self.arg_slots, self.inputs)]
+
+    def _checked(self, g: Any, t: Tensor, create_graph: bool) -> Any:
+        if g is None:
+            return None
+        if create_graph:
+            return g if isinstance(g, Tensor) else Tensor._wrap(np.asarray(g, dtype=t.dtype))
+        g = g.data if isinstance(g, Tensor) else np.asarray(g, dtype=t.dtype)
+        if not _sums_to(g.shape, t.shape):
+            raise ShapeError(f"{self.name}.backward: gradient of shape {g.shape} does not match "
+                             f"its input's shape {t.shape}")
+        return g
+
+    def release(self) -> None:
+        self.inputs = self.ctx = None
+
+    def __repr__(self) -> str:
+        return f"<{self.name}Backward>"
+
+
+def _sums_to(grad_shape: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    """Whether a gradient of grad_shape is shape, or shape broadcast (the walker sums it back)."""
+    try:
+        return np.broadcast_shapes(grad_shape, shape) == grad_shape
+    except ValueError:
+        return False

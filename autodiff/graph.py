@@ -1,0 +1,101 @@
+"""What a recorded op leaves behind (a `Node`, the tensor's ``grad_fn``) and whether ops record.
+
+The backward walker (`autodiff.backward`) talks to a node through three things only: its
+``inputs``, ``vjp(g, create_graph)`` (one gradient per input, ``None`` where none is needed) and
+``release()``. It knows nothing about particular ops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from typing import Any
+
+from autodiff.ops import Op
+
+
+class GradMode:
+    """Global switches read on every recorded op (one attribute lookup each)."""
+
+    enabled = True
+    detect_anomaly = False
+
+
+def is_grad_enabled() -> bool:
+    return GradMode.enabled
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Context manager and decorator: ops inside record nothing (as torch.no_grad)."""
+
+    def __init__(self) -> None:
+        self._previous: list[bool] = []
+
+    def __enter__(self) -> None:
+        self._previous.append(GradMode.enabled)
+        GradMode.enabled = False
+
+    def __exit__(self, *exc: object) -> None:
+        GradMode.enabled = self._previous.pop()
+
+
+@contextlib.contextmanager
+def grad_mode(enabled: bool):
+    previous, GradMode.enabled = GradMode.enabled, enabled
+    try:
+        yield
+    finally:
+        GradMode.enabled = previous
+
+
+class GraphFreedError(RuntimeError):
+    pass
+
+
+def freed_error(node: Any) -> GraphFreedError:
+    return GraphFreedError(
+        f"backward: the graph through {node!r} was freed by an earlier backward; "
+        "pass retain_graph=True to the first backward to walk it again"
+    )
+
+
+class Node:
+    """One application of a primitive: its op, input tensors and parameters (dim, shape, ...)."""
+
+    __slots__ = ("op", "inputs", "params", "_out", "origin")
+
+    def __init__(self, op: Op, inputs: tuple, params: dict, out: Any) -> None:
+        self.op = op
+        self.inputs = inputs
+        self.params = params
+        self._out = weakref.ref(out)  # weak: the output holds this node, not the other way round
+        self.origin = None  # where user code created it; set only under detect_anomaly
+
+    @property
+    def name(self) -> str:
+        return self.op.name
+
+    def vjp(self, g: Any, create_graph: bool) -> list:
+        inputs = self.inputs
+        if inputs is None:
+            raise freed_error(self)
+        out = self._out()
+        if create_graph:
+            args = inputs
+        else:
+            args, out = [t.data for t in inputs], out.data
+        params = self.params
+        return [
+            rule(g, out, *args, **params) if t.requires_grad else None
+            for t, rule in zip(inputs, self.op.vjps)
+        ]
+
+    def release(self) -> None:
+        self.inputs = None
+
+    def __repr__(self) -> str:
+        return f"<{camel(self.name)}Backward>"
+
+
+def camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))

@@ -1,0 +1,338 @@
+"""`Tensor`: a NumPy array that records the ops applied to it, and its methods.
+
+Every differentiable method is one call to `apply` with a primitive from `autodiff.ops`
+(or a few such calls: ``mean`` is a sum divided by a count).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from autodiff import ops
+from autodiff.errors import ShapeError, check_dim, check_dims, explain
+from autodiff.graph import GradMode, Node
+
+
+def apply(op: ops.Op, *inputs: Tensor, **params) -> Tensor:
+    """Run a primitive's forward on the inputs' arrays; record a node when a gradient is needed."""
+    try:
+        data = op.forward(*[t.data for t in inputs], **params)
+    except (ValueError, IndexError, TypeError) as error:
+        raise ShapeError(explain(op.name, [t.shape for t in inputs], params, error)) from None
+    out = Tensor._wrap(data)
+    if GradMode.enabled and any(t.requires_grad for t in inputs):
+        out.requires_grad = True
+        out.grad_fn = Node(op, inputs, params, out)
+        if GradMode.detect_anomaly:
+            from autodiff.anomaly import check_forward
+
+            check_forward(out)
+    return out
+
+
+class Tensor:
+    """An n-dimensional array (``.data``) with an optional gradient (``.grad``)."""
+
+    __slots__ = ("data", "grad", "requires_grad", "grad_fn", "name", "__weakref__")
+    __array_ufunc__ = None  # NumPy defers to us: ndarray * Tensor calls Tensor.__rmul__
+
+    def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None):
+        if isinstance(data, Tensor):
+            data = data.data
+        self.data = np.asarray(data, dtype=dtype)
+        if requires_grad and self.data.dtype.kind != "f":
+            raise TypeError(f"Tensor: only floating-point tensors can require gradients, "
+                            f"got dtype {self.data.dtype}")
+        self.requires_grad = bool(requires_grad)
+        self.grad: Tensor | None = None
+        self.grad_fn = None
+        self.name = name
+
+    @classmethod
+    def _wrap(cls, data) -> Tensor:
+        """A constant tensor around an array, without __init__'s checks (the hot path)."""
+        t = cls.__new__(cls)
+        t.data = data if type(data) is np.ndarray else np.asarray(data)
+        t.requires_grad = False
+        t.grad = t.grad_fn = t.name = None
+        return t
+
+    def _operand(self, other) -> Tensor:
+        """Wrap a scalar or array operand; a Python number takes this tensor's float dtype."""
+        if isinstance(other, Tensor):
+            return other
+        if isinstance(other, (int, float)) and self.data.dtype.kind == "f":
+            return Tensor._wrap(np.asarray(other, dtype=self.data.dtype))
+        return Tensor._wrap(np.asarray(other))
+
+    # ------------------------------------------------------------ attributes
+    shape = property(lambda self: self.data.shape)
+    ndim = property(lambda self: self.data.ndim)
+    dtype = property(lambda self: self.data.dtype)
+    size = property(lambda self: self.data.size)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    def item(self) -> float | int | bool:
+        if self.data.size != 1:
+            raise ValueError(f"item: only a tensor of one element has an item, got shape {self.shape}")
+        return self.data.item()
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def tolist(self):
+        return self.data.tolist()
+
+    def detach(self) -> Tensor:
+        """The same data, cut from the graph."""
+        return Tensor._wrap(self.data)
+
+    def zero_(self) -> Tensor:
+        if not self.data.flags.writeable:
+            self.data = self.data.copy()
+        self.data[...] = 0
+        return self
+
+    def backward(self, gradient=None, retain_graph: bool = False,
+                 create_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) · gradient into the ``.grad`` of every leaf that requires grad."""
+        from autodiff.backward import backward
+
+        backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __bool__(self) -> bool:
+        return bool(self.data)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    __hash__ = object.__hash__  # == is elementwise, so identity hashes
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        extras = []
+        if self.data.dtype not in (np.float64, np.int64, np.bool_):
+            extras.append(f"dtype={self.data.dtype}")
+        if self.grad_fn is not None:
+            extras.append(f"grad_fn={self.grad_fn!r}")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        if self.name:
+            extras.append(f"name={self.name!r}")
+        return "tensor(" + ", ".join([body] + extras) + ")"
+
+    # ------------------------------------------------------------ arithmetic
+    def __add__(self, other) -> Tensor:
+        return apply(ops.ADD, self, self._operand(other))
+
+    def __radd__(self, other) -> Tensor:
+        return apply(ops.ADD, self._operand(other), self)
+
+    def __sub__(self, other) -> Tensor:
+        return apply(ops.SUB, self, self._operand(other))
+
+    def __rsub__(self, other) -> Tensor:
+        return apply(ops.SUB, self._operand(other), self)
+
+    def __mul__(self, other) -> Tensor:
+        return apply(ops.MUL, self, self._operand(other))
+
+    def __rmul__(self, other) -> Tensor:
+        return apply(ops.MUL, self._operand(other), self)
+
+    def __truediv__(self, other) -> Tensor:
+        return apply(ops.DIV, self, self._operand(other))
+
+    def __rtruediv__(self, other) -> Tensor:
+        return apply(ops.DIV, self._operand(other), self)
+
+    def __pow__(self, exponent) -> Tensor:
+        return apply(ops.POW, self, self._operand(exponent))
+
+    def __rpow__(self, base) -> Tensor:
+        return apply(ops.POW, self._operand(base), self)
+
+    def __neg__(self) -> Tensor:
+        return apply(ops.NEG, self)
+
+    def pow(self, exponent) -> Tensor:
+        return self ** exponent
+
+    def __matmul__(self, other) -> Tensor:
+        return apply(ops.MATMUL, self, self._operand(other))
+
+    def __rmatmul__(self, other) -> Tensor:
+        return apply(ops.MATMUL, self._operand(other), self)
+
+    def matmul(self, other) -> Tensor:
+        """Matrix product as np.matmul: 1-D operands are a row/column, ≥3-D ones batches."""
+        return self @ other
+
+    def mm(self, other) -> Tensor:
+        """Matrix product of two 2-D tensors (as torch.mm)."""
+        other = self._operand(other)
+        if self.ndim != 2 or other.ndim != 2:
+            raise ShapeError(f"mm: expected two 2-D tensors, got {self.shape} and {other.shape}")
+        return self @ other
+
+    # ------------------------------------------------------------ comparisons (no gradient)
+    def __lt__(self, other) -> Tensor:
+        return Tensor._wrap(self.data < self._operand(other).data)
+
+    def __le__(self, other) -> Tensor:
+        return Tensor._wrap(self.data <= self._operand(other).data)
+
+    def __gt__(self, other) -> Tensor:
+        return Tensor._wrap(self.data > self._operand(other).data)
+
+    def __ge__(self, other) -> Tensor:
+        return Tensor._wrap(self.data >= self._operand(other).data)
+
+    def __eq__(self, other) -> Tensor:  # type: ignore[override]
+        return Tensor._wrap(self.data == self._operand(other).data)
+
+    def __ne__(self, other) -> Tensor:  # type: ignore[override]
+        return Tensor._wrap(self.data != self._operand(other).data)
+
+    def sign(self) -> Tensor:
+        """-1, 0 or 1 per element; constant, so it carries no gradient (its derivative is 0)."""
+        return Tensor._wrap(np.sign(self.data))
+
+    # ------------------------------------------------------------ elementwise
+    def exp(self) -> Tensor:
+        return apply(ops.EXP, self)
+
+    def log(self) -> Tensor:
+        return apply(ops.LOG, self)
+
+    def sqrt(self) -> Tensor:
+        return apply(ops.SQRT, self)
+
+    def abs(self) -> Tensor:
+        return apply(ops.ABS, self)
+
+    def relu(self) -> Tensor:
+        return apply(ops.RELU, self)
+
+    def sigmoid(self) -> Tensor:
+        return apply(ops.SIGMOID, self)
+
+    def tanh(self) -> Tensor:
+        return apply(ops.TANH, self)
+
+    def clamp(self, min: float | None = None, max: float | None = None) -> Tensor:
+        """Limit each element to [min, max]; at least one bound is needed."""
+        if min is None and max is None:
+            raise ValueError("clamp: give min, max or both")
+        return apply(ops.CLAMP, self, min=min, max=max)
+
+    # ------------------------------------------------------------ reductions
+    def sum(self, dim=None, keepdim: bool = False) -> Tensor:
+        return apply(ops.SUM, self, dim=check_dims("sum", self.shape, dim), keepdim=keepdim)
+
+    def mean(self, dim=None, keepdim: bool = False) -> Tensor:
+        dims = check_dims("mean", self.shape, dim)
+        count = self.size if dims is None else int(np.prod([self.shape[d] for d in dims]))
+        return apply(ops.SUM, self, dim=dims, keepdim=keepdim) / count
+
+    def max(self, dim=None, keepdim: bool = False) -> Tensor:
+        """The largest values (values only, no indices)."""
+        dims = check_dims("max", self.shape, dim)
+        if self.size == 0:
+            raise ShapeError(f"max: cannot reduce an empty tensor of shape {self.shape}")
+        return apply(ops.MAX, self, dim=dims, keepdim=keepdim)
+
+    def softmax(self, dim: int) -> Tensor:
+        return apply(ops.SOFTMAX, self, dim=check_dim("softmax", self.shape, dim))
+
+    def log_softmax(self, dim: int) -> Tensor:
+        return apply(ops.LOG_SOFTMAX, self, dim=check_dim("log_softmax", self.shape, dim))
+
+    # ------------------------------------------------------------ shape
+    def reshape(self, *shape) -> Tensor:
+        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        return apply(ops.RESHAPE, self, shape=shape)
+
+    view = reshape  # NumPy reshapes copy when they must, so view never fails on layout
+
+    def permute(self, *dims) -> Tensor:
+        dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
+        if sorted(check_dims("permute", self.shape, dims) or ()) != list(range(self.ndim)):
+            raise ShapeError(f"permute: {dims} is not a permutation of the {self.ndim} dims "
+                             f"of shape {self.shape}")
+        return apply(ops.PERMUTE, self, dims=tuple(int(d) % self.ndim for d in dims))
+
+    def transpose(self, dim0: int, dim1: int) -> Tensor:
+        dims = list(range(self.ndim))
+        d0, d1 = check_dim("transpose", self.shape, dim0), check_dim("transpose", self.shape, dim1)
+        dims[d0], dims[d1] = d1, d0
+        return apply(ops.PERMUTE, self, dims=tuple(dims))
+
+    swapaxes = transpose
+
+    @property
+    def T(self) -> Tensor:
+        """All dims reversed (the transpose of a matrix)."""
+        return apply(ops.PERMUTE, self, dims=tuple(reversed(range(self.ndim))))
+
+    @property
+    def mT(self) -> Tensor:
+        """The last two dims swapped (a batch of transposed matrices)."""
+        if self.ndim < 2:
+            raise ShapeError(f"mT: needs at least 2 dims, got shape {self.shape}")
+        return self.transpose(-2, -1)
+
+    def unsqueeze(self, dim: int) -> Tensor:
+        """Insert a dim of size 1 at `dim` (in [-ndim-1, ndim])."""
+        d = check_dim("unsqueeze", self.shape + (1,), dim)
+        return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
+
+    def squeeze(self, dim=None) -> Tensor:
+        """Drop dims of size 1 (all, or those in `dim` that have size 1, as PyTorch)."""
+        dims = check_dims("squeeze", self.shape, dim)
+        keep = [n for i, n in enumerate(self.shape)
+                if n != 1 or (dims is not None and i not in dims)]
+        return self.reshape(tuple(keep))
+
+    def broadcast_to(self, shape) -> Tensor:
+        return apply(ops.BROADCAST_TO, self, shape=tuple(shape))
+
+    def __getitem__(self, index) -> Tensor:
+        return apply(ops.INDEX, self, index=_as_index(index))
+
+    def _index_add(self, shape: tuple[int, ...], index) -> Tensor:
+        return apply(ops.INDEX_ADD, self, shape=shape, index=index)
+
+
+def _as_index(index):
+    """Tensors and lists in an index become arrays (so repeated indices can be accumulated)."""
+    def convert(part):
+        if isinstance(part, Tensor):
+            return part.data
+        return np.asarray(part) if isinstance(part, list) else part
+
+    return tuple(convert(p) for p in index) if isinstance(index, tuple) else convert(index)
+
+
+def where(condition, a, b) -> Tensor:
+    """Elementwise `a` where `condition` holds, else `b` (broadcasting); gradients flow to a and b."""
+    a = a if isinstance(a, Tensor) else (b._operand(a) if isinstance(b, Tensor) else Tensor(a))
+    b = a._operand(b)
+    condition = condition if isinstance(condition, Tensor) else Tensor(condition)
+    if condition.dtype != np.bool_:
+        raise TypeError(f"where: the condition must be boolean, got dtype {condition.dtype}")
+    return apply(ops.WHERE, condition, a, b)
+
+
+def tensor(data, requires_grad: bool = False, dtype=None, name: str | None = None) -> Tensor:
+    """Make a Tensor (as torch.tensor)."""
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)
