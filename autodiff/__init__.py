@@ -3,8 +3,19 @@
 from autodiff.backward import grad
 from autodiff.errors import ShapeError
 from autodiff.function import Context, Function
-from autodiff.functional import (clamp, exp, log, log_softmax, matmul, mean, relu, sigmoid,
-                                 softmax, sum, tanh)
+from autodiff.functional import (
+                                 clamp,
+                                 exp,
+                                 log,
+                                 log_softmax,
+                                 matmul,
+                                 mean,
+                                 relu,
+                                 sigmoid,
+                                 softmax,
+                                 sum,
+                                 tanh,
+)
 from autodiff.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from autodiff.graph import GraphFreedError, is_grad_enabled, no_grad
 from autodiff.tensor import Tensor, tensor, where

@@ -8,7 +8,7 @@ in one place, so no rule has to undo broadcasting.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -51,8 +51,8 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
 
 def _seed(caller: str, root: Tensor, gradient, create_graph: bool):
     if not root.requires_grad:
-        raise RuntimeError(f"{caller}: the tensor does not require grad and has no grad_fn "
-                           "(was it computed under no_grad, or from tensors without requires_grad?)")
+        raise RuntimeError(f"{caller}: the tensor does not require grad and has no grad_fn (was it "
+                           "computed under no_grad, or from tensors without requires_grad?)")
     if gradient is None:
         if root.size != 1:
             raise RuntimeError(f"{caller}: a gradient can be implied only for a tensor of one "

@@ -13,7 +13,7 @@ engine's VJP ``Jᵀu`` is compared with the finite differences of the scalar ``<
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -44,12 +44,15 @@ def gradcheck(fn: Callable[..., Tensor | Sequence[Tensor]], inputs: Tensor | Seq
     def projected(*xs) -> float:  # <u, f(x)>, the scalar whose gradient is Jᵀu
         return sum(float(np.vdot(u, o.data)) for u, o in zip(upstream, _outputs(fn(*xs))))
 
-    grads = grad([o for o in outputs if o.requires_grad], [inputs[i] for i in checked],
-                 grad_outputs=[u for u, o in zip(upstream, outputs) if o.requires_grad],
-                 allow_unused=True) if any(o.requires_grad for o in outputs) else [None] * len(checked)
-    analytical = [np.zeros(inputs[i].shape) if g is None else g.data for i, g in zip(checked, grads)]
+    recorded = [(o, u) for o, u in zip(outputs, upstream) if o.requires_grad]
+    grads = grad([o for o, _ in recorded], [inputs[i] for i in checked],
+                 grad_outputs=[u for _, u in recorded], allow_unused=True) if recorded else \
+        [None] * len(checked)
+    analytical = [np.zeros(inputs[i].shape) if g is None else g.data
+                  for i, g in zip(checked, grads)]
 
-    if fast_mode and _projection_agrees(projected, inputs, checked, analytical, rng, eps, atol, rtol):
+    if fast_mode and _projection_agrees(projected, inputs, checked, analytical, rng, eps, atol,
+                                        rtol):
         return True
     for i, a in zip(checked, analytical):
         message = _compare(i, a, _numerical_gradient(projected, inputs, i, eps), atol, rtol)

@@ -14,8 +14,8 @@ it returns there; `autodiff.testing` steers inputs away from them and asserts th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -233,7 +233,7 @@ MAX = primitive("max", max_forward, max_vjp,
 
 # ---------------------------------------------------------------- softmax
 def softmax_forward(x, dim):
-    e = np.exp(x - x.max(axis=dim, keepdims=True))  # shifting by the max changes nothing but overflow
+    e = np.exp(x - x.max(axis=dim, keepdims=True))  # shifting by the max: same result, no overflow
     return e / e.sum(axis=dim, keepdims=True)
 
 

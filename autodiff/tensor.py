@@ -77,7 +77,8 @@ class Tensor:
 
     def item(self) -> float | int | bool:
         if self.data.size != 1:
-            raise ValueError(f"item: only a tensor of one element has an item, got shape {self.shape}")
+            raise ValueError(f"item: only a tensor of one element has an item, "
+                             f"got shape {self.shape}")
         return self.data.item()
 
     def numpy(self) -> np.ndarray:
@@ -98,7 +99,7 @@ class Tensor:
 
     def backward(self, gradient=None, retain_graph: bool = False,
                  create_graph: bool = False) -> None:
-        """Accumulate d(self)/d(leaf) · gradient into the ``.grad`` of every leaf that requires grad."""
+        """Accumulate d(self)/d(leaf)·gradient into ``.grad`` of every leaf that requires grad."""
         from autodiff.backward import backward
 
         backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph)
@@ -259,13 +260,13 @@ class Tensor:
 
     # ------------------------------------------------------------ shape
     def reshape(self, *shape) -> Tensor:
-        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        shape = _unpack(shape)
         return apply(ops.RESHAPE, self, shape=shape)
 
     view = reshape  # NumPy reshapes copy when they must, so view never fails on layout
 
     def permute(self, *dims) -> Tensor:
-        dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
+        dims = _unpack(dims)
         if sorted(check_dims("permute", self.shape, dims) or ()) != list(range(self.ndim)):
             raise ShapeError(f"permute: {dims} is not a permutation of the {self.ndim} dims "
                              f"of shape {self.shape}")
@@ -313,6 +314,11 @@ class Tensor:
         return apply(ops.INDEX_ADD, self, shape=shape, index=index)
 
 
+def _unpack(sizes: tuple) -> tuple:
+    """reshape(2, 3) and reshape((2, 3)) both mean (2, 3), as in PyTorch."""
+    return tuple(sizes[0]) if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)) else sizes
+
+
 def _as_index(index):
     """Tensors and lists in an index become arrays (so repeated indices can be accumulated)."""
     def convert(part):
@@ -324,7 +330,7 @@ def _as_index(index):
 
 
 def where(condition, a, b) -> Tensor:
-    """Elementwise `a` where `condition` holds, else `b` (broadcasting); gradients flow to a and b."""
+    """Elementwise `a` where `condition` holds, else `b` (broadcasting); gradients reach a and b."""
     a = a if isinstance(a, Tensor) else (b._operand(a) if isinstance(b, Tensor) else Tensor(a))
     b = a._operand(b)
     condition = condition if isinstance(condition, Tensor) else Tensor(condition)

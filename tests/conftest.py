@@ -1,0 +1,18 @@
+"""Hypothesis profiles: `quick` for local runs (default), `ci` (HYPOTHESIS_PROFILE=ci) for CI."""
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+_common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                      HealthCheck.data_too_large,
+                                                      HealthCheck.filter_too_much])
+settings.register_profile("quick", max_examples=30, **_common)
+settings.register_profile("ci", max_examples=1000, print_blob=True, derandomize=False, **_common)
+settings.register_profile("measure", max_examples=100, **_common)  # for timing the suite
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
+
+
+def scaled(fraction: float) -> settings:
+    """Settings running a fraction of the profile's examples (for the costly checks)."""
+    return settings(max_examples=max(10, int(settings().max_examples * fraction)))

@@ -1,0 +1,218 @@
+"""One row per public op: how to call it, its NumPy reference, and the inputs to draw.
+
+Inputs are kept a margin away from each op's kinks and outside its undefined regions (the ops
+declare both in `autodiff.ops`); the kinks themselves are asserted in test_kinks.py.
+`test_every_primitive_has_a_row` fails when a primitive of the registry has no row here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import autodiff as ad
+from autodiff import xp
+from autodiff.ops import log_softmax_forward, sigmoid_forward, softmax_forward
+from autodiff.testing import (
+    arrays,
+    broadcastable_shapes,
+    dims,
+    distinct_arrays,
+    floats,
+    matmul_shapes,
+    shapes,
+)
+
+Example = tuple[list[np.ndarray], dict]
+
+
+@dataclass(frozen=True)
+class OpCase:
+    name: str
+    fn: Callable[..., ad.Tensor]  # (*tensors, **params) -> Tensor
+    reference: Callable[..., np.ndarray]  # (*arrays, **params) -> array, NumPy only
+    examples: st.SearchStrategy[Example]
+    covers: tuple[str, ...]  # the primitives of autodiff.ops it exercises
+    twice_differentiable: bool = True
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+# ---------------------------------------------------------------- input strategies
+def unary(elements=None, shape=None) -> st.SearchStrategy[Example]:
+    return arrays(shapes() if shape is None else shape, elements=elements).map(lambda a: ([a], {}))
+
+
+def binary(a_elements=None, b_elements=None) -> st.SearchStrategy[Example]:
+    return broadcastable_shapes(2).flatmap(lambda s: st.tuples(
+        arrays(s[0], elements=a_elements), arrays(s[1], elements=b_elements))
+    ).map(lambda ab: (list(ab), {}))
+
+
+def reduction(make_array=None, single_dim: bool = False) -> st.SearchStrategy[Example]:
+    make_array = make_array or (lambda shape: arrays(shape))
+    min_dims = 1 if single_dim else 0
+
+    @st.composite
+    def draw(draw):
+        a = draw(shapes(min_dims=min_dims).flatmap(make_array))
+        dim = draw(dims(a.ndim, single=single_dim))
+        params = {"dim": dim} if single_dim else {"dim": dim, "keepdim": draw(st.booleans())}
+        return [a], params
+
+    return draw()
+
+
+@st.composite
+def clamp_examples(draw) -> Example:
+    low = draw(floats(-2, 1))
+    high = draw(st.one_of(st.none(), floats(low + 0.1, 2)))
+    low = draw(st.sampled_from([low, None])) if high is not None else low
+    kinks = tuple(b for b in (low, high) if b is not None)
+    return [draw(arrays(shapes(), elements=floats(away_from=kinks)))], {"min": low, "max": high}
+
+
+@st.composite
+def matmul_examples(draw) -> Example:
+    a_shape, b_shape = draw(matmul_shapes())
+    return [draw(arrays(a_shape)), draw(arrays(b_shape))], {}
+
+
+@st.composite
+def reshape_examples(draw) -> Example:
+    a = draw(arrays(shapes()))
+    target = draw(st.sampled_from([(a.size,), (-1,), a.shape[::-1], (1,) + a.shape, (a.size, 1)]))
+    return [a], {"shape": target}
+
+
+@st.composite
+def permute_examples(draw) -> Example:
+    a = draw(arrays(shapes()))
+    return [a], {"dims": tuple(draw(st.permutations(range(a.ndim))))}
+
+
+@st.composite
+def transpose_examples(draw) -> Example:
+    a = draw(arrays(shapes(min_dims=1)))
+    pick = dims(a.ndim, single=True)
+    return [a], {"dim0": draw(pick), "dim1": draw(pick)}
+
+
+@st.composite
+def broadcast_to_examples(draw) -> Example:
+    small, other = draw(broadcastable_shapes(2))
+    return [draw(arrays(small))], {"shape": np.broadcast_shapes(small, other)}
+
+
+@st.composite
+def index_examples(draw) -> Example:
+    a = draw(arrays(shapes(min_dims=1)))
+    basic = hnp.basic_indices(a.shape, allow_ellipsis=True)
+    repeated = st.lists(st.integers(-a.shape[0], a.shape[0] - 1), min_size=1, max_size=6).map(
+        np.array)  # integer arrays, repeats included: their gradients must add up
+    return [a], {"index": draw(st.one_of(basic, repeated))}
+
+
+@st.composite
+def index_add_examples(draw) -> Example:
+    [a], params = draw(index_examples())
+    g = draw(arrays(a[params["index"]].shape))
+    return [g], {"shape": a.shape, "index": params["index"]}
+
+
+@st.composite
+def where_examples(draw) -> Example:
+    sc, sa, sb = draw(broadcastable_shapes(3))
+    condition = draw(arrays(sc, dtype=np.bool_, elements=st.booleans()))
+    return [condition, draw(arrays(sa)), draw(arrays(sb))], {}
+
+
+@st.composite
+def unsqueeze_examples(draw) -> Example:
+    a = draw(arrays(shapes(max_dims=3)))
+    return [a], {"dim": draw(st.integers(-a.ndim - 1, a.ndim))}
+
+
+@st.composite
+def squeeze_examples(draw) -> Example:
+    a = draw(arrays(shapes(min_side=1, max_side=2)))
+    return [a], {"dim": draw(st.one_of(st.none(), dims(a.ndim, allow_none=False)))}
+
+
+def _squeeze_reference(a, dim):
+    if dim is None:
+        return np.squeeze(a)
+    dims = tuple(d % a.ndim for d in (dim if isinstance(dim, tuple) else (dim,)))
+    return np.squeeze(a, axis=tuple(d for d in dims if a.shape[d] == 1))
+
+
+def _sum_reference(a, dim, keepdim):
+    return np.sum(a, axis=dim, keepdims=keepdim)
+
+
+POSITIVE = floats(0.2, 4.0)
+NONZERO = floats(-3, 3, away_from=(0.0,), margin=0.2)
+
+# ---------------------------------------------------------------- the table
+CASES = [
+    OpCase("add", lambda a, b: a + b, np.add, binary(), ("add",)),
+    OpCase("sub", lambda a, b: a - b, np.subtract, binary(), ("sub",)),
+    OpCase("mul", lambda a, b: a * b, np.multiply, binary(), ("mul",)),
+    OpCase("div", lambda a, b: a / b, np.divide, binary(b_elements=NONZERO), ("div",)),
+    OpCase("neg", lambda a: -a, np.negative, unary(), ("neg",)),
+    OpCase("pow", lambda a, b: a ** b, np.power, binary(POSITIVE, floats(-2, 2)), ("pow",)),
+    OpCase("pow(p)", lambda a, p: a.pow(p), lambda a, p: np.power(a, p),
+           st.tuples(arrays(shapes(), elements=POSITIVE), floats(-2, 2)).map(
+               lambda ap: ([ap[0]], {"p": ap[1]})), ("pow",)),
+    OpCase("matmul", lambda a, b: a @ b, np.matmul, matmul_examples(), ("matmul",)),
+    OpCase("mm", lambda a, b: a.mm(b), np.matmul,
+           st.tuples(*[st.integers(1, 4)] * 3).flatmap(lambda nkm: st.tuples(
+               arrays(nkm[:2]), arrays(nkm[1:]))).map(lambda ab: (list(ab), {})), ("matmul",)),
+    OpCase("exp", lambda a: a.exp(), np.exp, unary(), ("exp",)),
+    OpCase("log", lambda a: a.log(), np.log, unary(POSITIVE), ("log",)),
+    OpCase("sqrt", lambda a: a.sqrt(), np.sqrt, unary(POSITIVE), ("sqrt",)),
+    OpCase("abs", lambda a: a.abs(), np.abs, unary(floats(away_from=(0.0,))), ("abs",)),
+    OpCase("relu", lambda a: a.relu(), lambda a: np.maximum(a, 0),
+           unary(floats(away_from=(0.0,))), ("relu",)),
+    OpCase("clamp", lambda a, min, max: a.clamp(min=min, max=max),
+           lambda a, min, max: np.clip(a, min, max), clamp_examples(), ("clamp",)),
+    OpCase("sigmoid", lambda a: a.sigmoid(), sigmoid_forward, unary(), ("sigmoid",)),
+    OpCase("tanh", lambda a: a.tanh(), np.tanh, unary(), ("tanh",)),
+    OpCase("sum", lambda a, dim, keepdim: a.sum(dim, keepdim), _sum_reference, reduction(),
+           ("sum",)),
+    OpCase("mean", lambda a, dim, keepdim: a.mean(dim=dim, keepdim=keepdim),
+           lambda a, dim, keepdim: np.mean(a, axis=dim, keepdims=keepdim), reduction(),
+           ("sum", "div")),
+    OpCase("max", lambda a, dim, keepdim: a.max(dim, keepdim),
+           lambda a, dim, keepdim: np.max(a, axis=dim, keepdims=keepdim),
+           reduction(distinct_arrays), ("max",)),
+    OpCase("softmax", lambda a, dim: a.softmax(dim), softmax_forward, reduction(single_dim=True),
+           ("softmax",)),
+    OpCase("log_softmax", lambda a, dim: a.log_softmax(dim), log_softmax_forward,
+           reduction(single_dim=True), ("log_softmax",)),
+    OpCase("reshape", lambda a, shape: a.reshape(shape), lambda a, shape: a.reshape(shape),
+           reshape_examples(), ("reshape",)),
+    OpCase("permute", lambda a, dims: a.permute(*dims), lambda a, dims: np.transpose(a, dims),
+           permute_examples(),
+           ("permute",)),
+    OpCase("transpose", lambda a, dim0, dim1: a.transpose(dim0, dim1),
+           lambda a, dim0, dim1: np.swapaxes(a, dim0, dim1), transpose_examples(), ("permute",)),
+    OpCase("T", lambda a: a.T, lambda a: a.T, unary(), ("permute",)),
+    OpCase("unsqueeze", lambda a, dim: a.unsqueeze(dim), lambda a, dim: np.expand_dims(a, dim),
+           unsqueeze_examples(), ("reshape",)),
+    OpCase("squeeze", lambda a, dim: a.squeeze(dim), _squeeze_reference, squeeze_examples(),
+           ("reshape",)),
+    OpCase("broadcast_to", lambda a, shape: a.broadcast_to(shape), np.broadcast_to,
+           broadcast_to_examples(), ("broadcast_to",)),
+    OpCase("index", lambda a, index: a[index], lambda a, index: a[index], index_examples(),
+           ("index", "index_add")),
+    OpCase("index_add", lambda g, shape, index: g._index_add(shape, index),
+           xp.index_add, index_add_examples(),
+           ("index_add", "index")),
+    OpCase("where", lambda c, a, b: ad.where(c, a, b), np.where, where_examples(), ("where",)),
+]

@@ -1,0 +1,78 @@
+"""Every error case of the contract: the message names the op, the shapes and what was expected."""
+
+import numpy as np
+import pytest
+
+import autodiff as ad
+
+
+def t(*shape, grad=True):
+    return ad.tensor(np.ones(shape), requires_grad=grad)
+
+
+@pytest.mark.parametrize("call, pattern", [
+    (lambda: t(100, 64) @ t(50, 10),
+     r"matmul: cannot multiply \(100, 64\) by \(50, 10\).*\(64\).*\(50\)"),
+    (lambda: t(3) @ t(4), r"matmul: cannot multiply \(3,\) by \(4,\)"),
+    (lambda: t() @ t(3), r"matmul: both operands need at least 1 dimension"),
+    (lambda: t(2, 3, 4) @ t(5, 4, 2), r"matmul: cannot broadcast the batch dimensions"),
+    (lambda: t(3).mm(t(3, 2)), r"mm: expected two 2-D tensors, got \(3,\) and \(3, 2\)"),
+    (lambda: t(2, 3) + t(4), r"add: cannot broadcast shapes \(2, 3\) and \(4,\)"),
+    (lambda: t(2, 3) * t(2), r"mul: cannot broadcast shapes \(2, 3\) and \(2,\)"),
+    (lambda: t(2, 3).sum(dim=2), r"sum: dim 2 is out of range for a tensor of shape \(2, 3\)"),
+    (lambda: t(2, 3).mean(dim=(0, -2)), r"mean: dim \(0, -2\) names the same dimension twice"),
+    (lambda: t(2, 3).softmax(dim=-3), r"softmax: dim -3 is out of range"),
+    (lambda: t(2, 3).reshape(4, 2), r"reshape: cannot reshape a tensor of shape \(2, 3\) "
+                                    r"\(6 elements\) into \(4, 2\)"),
+    (lambda: t(2, 3)[5], r"index: .*5.*\(tensor of shape \(2, 3\)\)"),
+    (lambda: t(2, 3).broadcast_to((4, 3, 2)), r"broadcast_to: cannot broadcast shape \(2, 3\)"),
+    (lambda: t(2, 3).permute(0, 0), r"permute: dim \(0, 0\) names the same dimension twice"),
+    (lambda: t(2, 3).transpose(0, 2), r"transpose: dim 2 is out of range"),
+    (lambda: t(0).max(), r"max: cannot reduce an empty tensor of shape \(0,\)"),
+    (lambda: t(3).mT, r"mT: needs at least 2 dims, got shape \(3,\)"),
+])
+def test_shape_errors_name_the_op_and_the_shapes(call, pattern):
+    with pytest.raises(ad.ShapeError, match=pattern) as info:
+        call()
+    error = info.value  # no NumPy traceback chained underneath
+    assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
+
+
+def test_requires_grad_on_integers_is_a_type_error():
+    with pytest.raises(TypeError, match="only floating-point tensors can require gradients"):
+        ad.tensor([1, 2, 3], requires_grad=True)
+
+
+def test_backward_of_a_non_scalar_needs_a_gradient():
+    with pytest.raises(RuntimeError, match=r"one element; this one has shape \(2, 3\)"):
+        (t(2, 3) * 2).backward()
+
+
+def test_backward_gradient_of_the_wrong_shape():
+    with pytest.raises(ad.ShapeError, match=r"gradient of shape \(3,\) does not match .* \(2, 3\)"):
+        (t(2, 3) * 2).backward(np.ones(3))
+
+
+def test_backward_of_a_tensor_without_graph():
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        t(2, grad=False).sum().backward()
+
+
+def test_clamp_needs_a_bound():
+    with pytest.raises(ValueError, match="clamp: give min, max or both"):
+        t(2).clamp()
+
+
+def test_dim_must_be_an_int():
+    with pytest.raises(TypeError, match="sum: dim must be an int"):
+        t(2).sum(dim=1.0)
+
+
+def test_item_of_many_elements():
+    with pytest.raises(ValueError, match=r"item: only a tensor of one element.*\(2,\)"):
+        t(2).item()
+
+
+def test_where_needs_a_boolean_condition():
+    with pytest.raises(TypeError, match="where: the condition must be boolean"):
+        ad.where(ad.tensor([1.0, 0.0]), t(2), t(2))

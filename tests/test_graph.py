@@ -1,0 +1,155 @@
+"""The walker: order, accumulation, freeing, no_grad, detach, long chains, grad(), create_graph."""
+
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+import autodiff as ad
+
+
+def test_diamond_x_plus_x_times_x():
+    x = ad.tensor(3.0, requires_grad=True)
+    ((x + x) * x).backward()  # d/dx 2x² = 4x
+    assert x.grad.item() == 12.0
+
+
+def test_tensor_used_by_many_ops_gets_every_share():
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2 + x.exp() + x @ x  # x @ x is 0-d, broadcast over both elements of y
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.data, 2 + np.exp([1.0, 2.0]) + 2 * 2 * np.array([1.0, 2.0]))
+
+
+def test_gradients_accumulate_over_two_backward_calls():
+    x = ad.tensor([1.0, -2.0], requires_grad=True)
+    (x * 3).sum().backward()
+    (x * x).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [3 + 2.0, 3 - 4.0])
+
+
+def test_zero_grad_in_place():
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    (x * 3).sum().backward()
+    x.grad.zero_()
+    (x * 2).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [2.0, 2.0])
+
+
+def test_leaf_gradients_do_not_alias_each_other():
+    a = ad.tensor([1.0], requires_grad=True)
+    b = ad.tensor([1.0], requires_grad=True)
+    (a + b).sum().backward()  # add passes the same upstream array to both
+    a.grad.data += 10
+    assert b.grad.item() == 1.0
+
+
+def test_second_backward_through_a_freed_graph_fails_clearly():
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    y = (x.exp() * 2).sum()
+    y.backward()
+    with pytest.raises(ad.GraphFreedError, match="retain_graph=True"):
+        y.backward()
+
+
+def test_retain_graph_allows_a_second_backward():
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    y = (x.exp() * 2).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_allclose(x.grad.data, 4 * np.exp([1.0, 2.0]))
+
+
+def test_no_grad_records_nothing_as_context_and_decorator():
+    x = ad.tensor([1.0], requires_grad=True)
+    with ad.no_grad():
+        y = x * 2
+    assert not y.requires_grad and y.grad_fn is None
+
+    @ad.no_grad()
+    def double(t):
+        return t * 2
+
+    assert double(x).grad_fn is None
+    assert (x * 2).grad_fn is not None  # recording is back on
+
+
+def test_detach_cuts_the_graph_and_shares_data():
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    d = (x * 2).detach()
+    assert d.grad_fn is None and not d.requires_grad
+    y = (d * x).sum()
+    y.backward()
+    np.testing.assert_array_equal(x.grad.data, [2.0, 4.0])  # d is a constant
+
+
+def test_a_chain_of_100000_ops_backpropagates_without_recursion():
+    x = ad.tensor(1.0, requires_grad=True)
+    y = x
+    for _ in range(100_000):
+        y = y * 1.0
+    y.backward()
+    assert x.grad.item() == 1.0
+    repr(y)  # no recursion in repr either
+
+
+def test_intermediates_are_garbage_after_backward_and_del():
+    x = ad.tensor(np.ones(3), requires_grad=True)
+    hidden = x.exp()
+    probe = weakref.ref(hidden)
+    loss = (hidden * 2).sum()
+    del hidden
+    loss.backward()
+    del loss
+    assert probe() is None  # freed by reference counting alone: no cycles
+    gc.collect()
+    assert probe() is None
+
+
+def test_grad_returns_gradients_without_touching_dot_grad():
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    w = ad.tensor([3.0, 4.0], requires_grad=True)
+    gx, gw = ad.grad((x * w).sum(), [x, w])
+    np.testing.assert_array_equal(gx.data, [3.0, 4.0])
+    np.testing.assert_array_equal(gw.data, [1.0, 2.0])
+    assert x.grad is None and w.grad is None
+
+
+def test_grad_of_an_unused_input():
+    x = ad.tensor([1.0], requires_grad=True)
+    unused = ad.tensor([1.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="not used"):
+        ad.grad((x * 2).sum(), [x, unused])
+    assert ad.grad((x * 2).sum(), [x, unused], allow_unused=True)[1] is None
+
+
+def test_hessian_vector_product_with_create_graph():
+    rng = np.random.default_rng(1)
+    x = ad.tensor(rng.standard_normal(4), requires_grad=True)
+    v = rng.standard_normal(4)
+    (g,) = ad.grad((x ** 3).sum(), x, create_graph=True)
+    (hv,) = ad.grad((g * v).sum(), x)
+    np.testing.assert_allclose(hv.data, 6 * x.data * v)
+
+
+def test_backward_create_graph_makes_a_differentiable_grad():
+    x = ad.tensor(2.0, requires_grad=True)
+    (x ** 4).backward(create_graph=True)
+    g = x.grad  # 4x³, recorded
+    assert g.grad_fn is not None
+    (g2,) = ad.grad(g, x)
+    assert g2.item() == pytest.approx(12 * 2.0 ** 2)
+
+
+def test_plain_backward_records_no_graph():
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    (x.exp() * x).sum().backward()
+    assert x.grad.grad_fn is None and not x.grad.requires_grad
+
+
+def test_data_is_assignable_for_sgd_updates():
+    w = ad.tensor([1.0, 2.0], requires_grad=True)
+    (w * w).sum().backward()
+    w.data -= 0.1 * w.grad.data
+    np.testing.assert_allclose(w.data, [0.8, 1.6])
