@@ -1,0 +1,48 @@
+"""`python -m demos.notebook --quick` writes every figure and an index.html that shows them all."""
+
+import re
+
+import pytest
+from PIL import Image
+
+from demos import notebook
+
+FIGURES = ["digits", "batch", "loss_by_batch", "loss_compare", "weights", "pixel_pca",
+           "embeddings"]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("notebook")
+    results = notebook.main(["--quick", "--out", str(out), "--seed", "1"])
+    return out, results
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_every_figure_is_a_valid_non_empty_png(quick_run, name):
+    out, _ = quick_run
+    path = out / f"{name}.png"
+    assert path.stat().st_size > 10_000
+    with Image.open(path) as image:
+        image.verify()
+        assert image.format == "PNG" and min(image.size) > 200
+
+
+def test_index_html_links_and_embeds_every_figure(quick_run):
+    out, _ = quick_run
+    page = (out / "index.html").read_text()
+    for name in FIGURES:
+        assert f'href="{name}.png"' in page
+    assert len(re.findall(r'src="data:image/png;base64,', page)) == len(FIGURES)
+    assert "test accuracy" in page and "Where the time went" in page and 'id="graph"' in page
+
+
+def test_results_report_every_training_path(quick_run):
+    _, results = quick_run
+    assert [r["name"] for r in results["runs"]] == ["engine", "NumPy (correct)",
+                                                    "notebook's backprop"]
+    engine, correct, _ = results["runs"]
+    assert engine["final_loss"] == pytest.approx(correct["final_loss"], rel=1e-9)
+    assert results["max_loss_gap_engine_vs_numpy"] < 1e-9
+    assert results["gradient_gap"]["angle_degrees_median"] > 10
+    assert all(0 <= r["test_accuracy"] <= 1 for r in results["runs"])
