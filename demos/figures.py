@@ -1,4 +1,4 @@
-"""The notebook's figures, with current matplotlib. Each function writes one PNG and returns its path."""
+"""The notebook's figures in current matplotlib: each function writes one PNG, returns its path."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from demos import figures
 from demos.embeddings import six_embeddings
 from demos.gradient_gap import gradient_gap
 from demos.report import write_report
-from demos.training import (initial_weights, train_engine, train_numpy, train_practitioner)
+from demos.training import initial_weights, train_engine, train_numpy, train_practitioner
 from models import load_digits, random_batches
 from models.numpy_backprop import loss_and_grads, notebook_loss_and_grads
 

@@ -1,4 +1,4 @@
-"""One self-contained index.html: every figure (embedded, and linked to its PNG) and every number."""
+"""One self-contained index.html: every figure (embedded, and linked to its PNG), every number."""
 
 from __future__ import annotations
 

@@ -67,7 +67,7 @@ class Module:
             p.data = np.array(state[name], dtype=p.dtype)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the state dict as .npz (no pickle), atomically: a crash leaves the old file whole."""
+        """Write the state dict as .npz (no pickle), atomically: a crash leaves the old file."""
         path = Path(path)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
