@@ -14,7 +14,7 @@ import numpy as np
 
 from autodiff import xp
 from autodiff.errors import ShapeError
-from autodiff.graph import freed_error, grad_mode
+from autodiff.graph import GradObservers, freed_error, grad_mode
 from autodiff.tensor import Tensor
 
 
@@ -101,6 +101,8 @@ def _walk(roots: list[Tensor], seeds: list, retain: bool, create_graph: bool,
         while ready:
             t = ready.pop()
             g = grads.pop(id(t))
+            for observer in GradObservers.active:
+                observer.observe(t, g)
             node = t.grad_fn
             if wanted is not None and id(t) in wanted:
                 found[id(t)] = g

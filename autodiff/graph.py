@@ -21,6 +21,23 @@ class GradMode:
     detect_anomaly = False
 
 
+class GradObservers:
+    """Objects told each tensor's complete gradient during backward (`autodiff.viz` snapshots).
+
+    The walker checks ``active`` once per node; nothing is called when it is empty.
+    """
+
+    active: list = []
+
+    @classmethod
+    def add(cls, observer) -> None:
+        cls.active.append(observer)
+
+    @classmethod
+    def remove(cls, observer) -> None:
+        cls.active.remove(observer)
+
+
 def is_grad_enabled() -> bool:
     return GradMode.enabled
 

@@ -1,0 +1,8 @@
+"""Drawing the compute graph with graphviz (``pip install 'autodiff[viz]'``; the ``dot`` program
+is needed only to render files)."""
+
+from autodiff.viz.dot import INSTALL_DOT, render, to_dot
+from autodiff.viz.snapshot import Snapshot, snapshot
+from autodiff.viz.steps import backward_steps
+
+__all__ = ["INSTALL_DOT", "Snapshot", "backward_steps", "render", "snapshot", "to_dot"]

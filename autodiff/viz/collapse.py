@@ -1,0 +1,76 @@
+"""Folding repeated structure: a chain that repeats a few ops over and over becomes one node."""
+
+from __future__ import annotations
+
+from autodiff.viz.snapshot import OpInfo, Snapshot
+
+MAX_PERIOD = 8  # the longest repeated pattern looked for, in ops
+
+
+def collapse_chains(snap: Snapshot, min_repeats: int = 3) -> tuple[list[OpInfo], set[int]]:
+    """Ops with each repeated chain folded into one node that says what it holds.
+
+    A chain runs from op to op while an op's output is used by the next op alone (and is no
+    output and has no name). Where the op names along a chain repeat a pattern of up to 8 ops
+    (``mul``, or ``add → mul → tanh``) `min_repeats` times or more, that stretch becomes one
+    node, such as ``[add → mul → tanh] ×1111``; constants used only inside it are folded in.
+    Returns the ops to draw and the indices of the tensors hidden inside folded stretches.
+    """
+    consumers: dict[int, list[OpInfo]] = {}
+    for op in snap.ops:
+        for i in op.inputs:
+            consumers.setdefault(i, []).append(op)
+
+    def next_in_chain(op: OpInfo) -> OpInfo | None:
+        users, middle = consumers.get(op.output, []), snap.tensors[op.output]
+        return users[0] if len(users) == 1 and not middle.is_root and not middle.label else None
+
+    followed = {nxt.index for op in snap.ops if (nxt := next_in_chain(op)) is not None}
+    drawn, hidden = [], set()
+    for head in snap.ops:
+        if head.index in followed:
+            continue  # drawn with the chain it belongs to
+        chain = [head]
+        while (nxt := next_in_chain(chain[-1])) is not None:
+            chain.append(nxt)
+        start = 0
+        while start < len(chain):
+            period, length = _repeated_stretch([op.name for op in chain[start:]], min_repeats)
+            if not period:
+                drawn.append(chain[start])
+                start += 1
+                continue
+            stretch = chain[start:start + length]
+            drawn.append(_fold(snap, stretch, period, consumers, hidden))
+            start += length
+    return sorted(drawn, key=lambda op: op.index), hidden
+
+
+def _repeated_stretch(names: list[str], min_repeats: int) -> tuple[int, int]:
+    """(period, length) of the longest stretch at the start of `names` repeating one pattern."""
+    best = (0, 0)
+    for period in range(1, min(MAX_PERIOD, len(names) // min_repeats) + 1):
+        length = period
+        while length < len(names) and names[length] == names[length % period]:
+            length += 1
+        length -= length % period
+        if length // period >= min_repeats and length > best[1]:
+            best = (period, length)
+    return best
+
+
+def _fold(snap: Snapshot, stretch: list[OpInfo], period: int,
+          consumers: dict[int, list[OpInfo]], hidden: set[int]) -> OpInfo:
+    inside = {op.output for op in stretch[:-1]}
+    constants = {i for op in stretch for i in op.inputs if i not in inside
+                 and len(consumers[i]) == 1 and snap.tensors[i].is_leaf
+                 and not snap.tensors[i].label}
+    hidden |= inside | constants
+    inputs = []
+    for op in stretch:
+        inputs += [i for i in op.inputs if i not in inside | constants and i not in inputs]
+    pattern = " → ".join(op.name for op in stretch[:period])
+    label = (f"{pattern if period == 1 else '[' + pattern + ']'} ×{len(stretch) // period}\n"
+             f"(collapsed: {len(stretch)} ops, {len(inside) + len(constants)} tensors)")
+    rules = [rule for op in stretch[:period] for rule in op.rules]
+    return OpInfo(stretch[0].index, label, rules, inputs, stretch[-1].output)

@@ -1,0 +1,213 @@
+"""`to_dot` and `render`: the compute graph as a graphviz Digraph, and as a file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from autodiff.tensor import Tensor
+from autodiff.viz.collapse import collapse_chains
+from autodiff.viz.snapshot import OpInfo, Snapshot, TensorInfo, snapshot
+
+try:
+    import graphviz
+except ImportError:  # pragma: no cover - exercised by a test that hides the package
+    graphviz = None
+
+INSTALL_DOT = ("install Graphviz's dot program: 'sudo apt-get install graphviz' on Debian or "
+               "Ubuntu, 'brew install graphviz' on macOS, 'conda install graphviz' in conda")
+# gradient-norm bands, from vanishing to exploding: (upper bound, colour, legend text)
+GRAD_BANDS = [(1e-6, "#6a51a3", "‖g‖ < 1e-6 (vanishing)"), (1e-3, "#9ecae1", "1e-6 … 1e-3"),
+              (1.0, "#c7e9c0", "1e-3 … 1"), (1e3, "#fdd49e", "1 … 1e3"),
+              (np.inf, "#ef3b2c", "‖g‖ ≥ 1e3 (exploding)")]
+LARGE = 2000  # nodes; above this, a leaf used by many ops is drawn once per use (see build)
+STYLE = {
+    "op": dict(shape="ellipse", style="filled", fillcolor="#eeeeee", fontname="Helvetica"),
+    "tensor": dict(shape="box", style="rounded", fontname="Helvetica"),
+    "input": dict(shape="box", style="rounded,dashed", fontname="Helvetica"),
+    "param": dict(shape="box", style="rounded,filled", fillcolor="#cfe2ff",
+                  fontname="Helvetica"),
+    "output": dict(shape="box", style="rounded,filled,bold", fillcolor="#d4edda", peripheries="2",
+                   fontname="Helvetica"),
+}
+
+
+def to_dot(*roots: Tensor | Snapshot, params: dict[str, Tensor] | None = None,
+           show_values: bool = False, show_grads: bool = False, show_rules: bool = False,
+           rankdir: str = "TB", collapse: bool = False) -> graphviz.Digraph:
+    """The graph behind `roots` (Tensors, or a `snapshot`) as a graphviz Digraph.
+
+    One node per op and per tensor, edges in the direction data flows. Inputs (dashed),
+    parameters (blue, named by their key in `params`) and outputs (green, doubled) stand apart.
+    `show_values` prints small tensors and summarises large ones; `show_grads` shows each
+    gradient's summary and norm and colours tensors by it; `show_rules` writes each op's
+    gradient rule; `collapse` folds chains of one repeated op into a single node. When `params`
+    come from ``Module.named_parameters()``, each module's ops sit in a cluster.
+    """
+    _require_graphviz()
+    snap = roots[0] if len(roots) == 1 and isinstance(roots[0], Snapshot) else \
+        snapshot(*roots, params=params)
+    return build(snap, show_values=show_values, show_grads=show_grads, show_rules=show_rules,
+                 rankdir=rankdir, collapse=collapse)
+
+
+def build(snap: Snapshot, *, show_values: bool = False, show_grads: bool = False,
+          show_rules: bool = False, rankdir: str = "TB", collapse: bool = False,
+          highlight: int | None = None, title: str | None = None) -> graphviz.Digraph:
+    """`to_dot` on a snapshot; `highlight` outlines one op in red, `title` labels the graph."""
+    ops, hidden = collapse_chains(snap) if collapse else (snap.ops, set())
+    dot = graphviz.Digraph("autodiff", graph_attr=dict(rankdir=rankdir, fontname="Helvetica"))
+    if title:
+        dot.attr(label=_escape(title), labelloc="t", fontsize="16")
+    clusters = _module_clusters(snap, ops)
+    uses: dict[int, int] = {}
+    for op in ops:
+        for i in op.inputs:
+            uses[i] = uses.get(i, 0) + 1
+    # In a large graph, edges from one leaf to ops far apart make dot's layout quadratic (each
+    # long edge becomes a chain of virtual nodes); drawing such a leaf beside each use avoids it.
+    split = {i for i, n in uses.items() if n > 4 and snap.tensors[i].is_leaf} \
+        if len(snap.tensors) + len(ops) > LARGE else set()
+    groups: dict[str | None, list] = {}
+    for info in snap.tensors:
+        if info.index in hidden:
+            continue
+        label = _tensor_label(info, show_values, show_grads)
+        style = _tensor_style(info, show_grads)
+        copies = [f"t{info.index}"] if info.index not in split else \
+            [f"t{info.index}_{k}" for k in range(uses[info.index])]
+        for node_id in copies:
+            groups.setdefault(clusters.get(("t", info.index)), []).append(
+                (node_id, label if len(copies) == 1 else
+                 f"{label}\\n(one of {len(copies)} uses)", style))
+    for op in ops:
+        style = STYLE["op"] if op.index != highlight else dict(
+            STYLE["op"], color="#d62728", penwidth="3", fillcolor="#fde0dd")
+        groups.setdefault(clusters.get(("op", op.index)), []).append(
+            (f"op{op.index}", _op_label(op, show_rules), style))
+    for number, (module, nodes) in enumerate(sorted(groups.items(), key=lambda kv: kv[0] or "")):
+        if module is None:
+            _add_nodes(dot, nodes)
+            continue
+        with dot.subgraph(name=f"cluster_{number}") as cluster:
+            cluster.attr(label=_escape(module), style="rounded", color="#7f7f7f",
+                         fontname="Helvetica")
+            _add_nodes(cluster, nodes)
+    drawn_uses: dict[int, int] = {}
+    for op in ops:
+        for i in op.inputs:
+            if i in split:
+                dot.edge(f"t{i}_{drawn_uses.setdefault(i, 0)}", f"op{op.index}")
+                drawn_uses[i] += 1
+            else:
+                dot.edge(f"t{i}", f"op{op.index}")
+        dot.edge(f"op{op.index}", f"t{op.output}")
+    if show_grads:
+        _legend(dot)
+    return dot
+
+
+def render(*roots: Tensor | Snapshot, path: str | os.PathLike, format: str = "svg",
+           **kwargs) -> Path:
+    """Draw the graph (as `to_dot`, same keywords) into `path`, written atomically."""
+    dot = to_dot(*roots, **kwargs)
+    if shutil.which("dot") is None:
+        raise RuntimeError(f"render: Graphviz's dot program was not found on PATH; "
+                           f"{INSTALL_DOT} (to_dot works without it)")
+    data = dot.pipe(format=format)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+def _require_graphviz() -> None:
+    if graphviz is None:
+        raise ImportError("autodiff.viz needs the graphviz Python package: "
+                          "pip install 'autodiff[viz]' (or pip install graphviz)")
+
+
+def _add_nodes(graph, nodes: list[tuple[str, str, dict]]) -> None:
+    for node_id, label, style in nodes:
+        graph.node(node_id, graphviz.nohtml(label), **style)
+
+
+def _escape(text: str) -> str:
+    """Make any text safe inside a DOT label: backslashes kept, newlines as line breaks."""
+    return text.replace("\\", "\\\\").replace("\r", "").replace("\n", "\\n")
+
+
+def _summary(a: np.ndarray) -> str:
+    if a.size == 0:
+        return "empty"
+    if a.size <= 6:
+        return np.array2string(np.asarray(a), precision=3, separator=", ", threshold=6)
+    return f"min {a.min():.3g}  mean {a.mean():.3g}  max {a.max():.3g}"
+
+
+def _tensor_label(info: TensorInfo, show_values: bool, show_grads: bool) -> str:
+    t = info.tensor
+    lines = [_escape(info.label)] if info.label else []
+    lines.append(f"{t.shape} {t.dtype}")
+    if show_values and t.dtype.kind in "fiub":
+        lines.append(_escape(_summary(t.data)).replace("\\n", " "))
+    if show_grads and t.requires_grad:
+        g = info.grad
+        lines.append("grad: not computed" if g is None else
+                     f"grad ‖g‖ {np.linalg.norm(g):.3g}: " + _summary(g).replace("\n", " "))
+    return "\\n".join(lines)
+
+
+def _tensor_style(info: TensorInfo, show_grads: bool) -> dict:
+    kind = "output" if info.is_root else "param" if info.is_param or (
+        info.is_leaf and info.tensor.requires_grad) else "input" if info.is_leaf else "tensor"
+    style = dict(STYLE[kind])
+    g = info.grad if show_grads else None
+    if g is not None:
+        norm = float(np.linalg.norm(g))
+        style.update(style=style["style"] + ",filled" if "filled" not in style["style"]
+                     else style["style"],
+                     fillcolor=next(color for bound, color, _ in GRAD_BANDS if norm < bound))
+    return style
+
+
+def _op_label(op: OpInfo, show_rules: bool) -> str:
+    lines = [_escape(op.name)]
+    if show_rules:
+        lines += [_escape(rule) for rule in op.rules]
+    return "\\n".join(lines)
+
+
+def _legend(dot) -> None:
+    with dot.subgraph(name="cluster_legend") as legend:
+        legend.attr(label="gradient norm", style="rounded", color="#7f7f7f", fontname="Helvetica")
+        for i, (_, color, text) in enumerate(GRAD_BANDS):
+            legend.node(f"legend{i}", text, shape="box", style="filled", fillcolor=color,
+                        fontname="Helvetica", fontsize="10")
+
+
+def _module_clusters(snap: Snapshot, ops: list[OpInfo]) -> dict[tuple[str, int], str]:
+    """Which module's cluster each op and tensor sits in, from the parameters' dotted keys.
+
+    An op joins module M when one of its inputs is a parameter of M or a tensor computed from
+    M's parameters alone (as ``weight.T``; scalar constants allowed); its output is then drawn
+    inside M too.
+    """
+    owner: dict[int, str] = {}  # tensor index -> module path, for params and param-derived
+    clusters: dict[tuple[str, int], str] = {}
+    for info in snap.tensors:
+        if info.is_param and info.label and "." in info.label:
+            owner[info.index] = info.label.rsplit(".", 1)[0]
+            clusters[("t", info.index)] = owner[info.index]
+    for op in ops:  # ops come in walk order: inputs before the ops that use them
+        modules = {owner[i] for i in op.inputs if i in owner}
+        if len(modules) == 1:
+            (module,) = modules
+            clusters[("op", op.index)] = clusters[("t", op.output)] = module
+            if all(i in owner or snap.tensors[i].tensor.ndim == 0 for i in op.inputs):
+                owner[op.output] = module
+    return clusters

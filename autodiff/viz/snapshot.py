@@ -1,0 +1,110 @@
+"""A snapshot of a graph: what the drawing needs, kept after backward frees the graph.
+
+The walk is iterative and deterministic: tensors and ops are numbered in the order a depth-first
+walk from the roots meets them (inputs in order), so one program always gives the same numbering.
+It reads the graph through public fields only: ``grad_fn``, its ``inputs``, ``name`` and the
+op's rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from autodiff.graph import GradObservers
+from autodiff.tensor import Tensor
+
+
+@dataclass
+class TensorInfo:
+    index: int
+    tensor: Tensor  # kept alive by the snapshot, so values and .grad stay readable
+    label: str | None  # its name, or its key in params
+    is_param: bool
+    is_root: bool
+    grad: np.ndarray | None = None  # .grad when the snapshot was taken, or what backward sent
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.tensor.grad_fn is None
+
+
+@dataclass
+class OpInfo:
+    index: int
+    name: str
+    rules: list[str]  # the formula of each input's gradient rule
+    inputs: list[int]  # tensor indices, in argument order
+    output: int
+
+
+@dataclass
+class Snapshot:
+    """Tensors and ops of the graph behind `roots`, numbered in walk order."""
+
+    tensors: list[TensorInfo] = field(default_factory=list)
+    ops: list[OpInfo] = field(default_factory=list)
+    backward_order: list[int] = field(default_factory=list)  # tensor indices, as backward met them
+    _by_id: dict[int, int] = field(default_factory=dict, repr=False)
+
+    def observe(self, tensor: Tensor, grad) -> None:
+        """Called by the backward walker with each tensor's complete gradient."""
+        index = self._by_id.get(id(tensor))
+        if index is not None and self.tensors[index].tensor is tensor:
+            self.tensors[index].grad = np.asarray(getattr(grad, "data", grad))
+            self.backward_order.append(index)
+
+    def __enter__(self) -> Snapshot:
+        GradObservers.add(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        GradObservers.remove(self)
+
+
+def snapshot(*roots: Tensor, params: dict[str, Tensor] | None = None) -> Snapshot:
+    """Record the graph behind `roots`. Use as a context manager around ``backward()`` to keep
+    every intermediate gradient too::
+
+        with viz.snapshot(loss, params=dict(model.named_parameters())) as snap:
+            loss.backward()
+        viz.to_dot(snap, show_grads=True)
+    """
+    names = {id(t): key for key, t in (params or {}).items()}
+    snap = Snapshot()
+    root_ids = {id(r) for r in roots}
+
+    def add_tensor(t: Tensor) -> int:
+        snap._by_id[id(t)] = len(snap.tensors)
+        snap.tensors.append(TensorInfo(len(snap.tensors), t, t.name or names.get(id(t)),
+                                       id(t) in names, id(t) in root_ids,
+                                       None if t.grad is None else t.grad.data))
+        return snap._by_id[id(t)]
+
+    # iterative post-order: a tensor's op is recorded after all of its inputs
+    stack: list[tuple[Tensor, bool]] = [(r, False) for r in reversed(roots)]
+    while stack:
+        t, inputs_done = stack.pop()
+        if id(t) in snap._by_id:
+            continue
+        node = t.grad_fn
+        inputs = node.inputs if node is not None else None
+        if node is not None and inputs is None:
+            raise RuntimeError(f"viz: the graph through {node!r} was freed by backward; take a "
+                               "viz.snapshot before backward (or pass retain_graph=True)")
+        if node is None or inputs_done:
+            index = add_tensor(t)
+            if node is not None:
+                rules = node.op.rules() if hasattr(node, "op") else _function_rules(node)
+                snap.ops.append(OpInfo(len(snap.ops), node.name, rules,
+                                       [snap._by_id[id(i)] for i in inputs], index))
+            continue
+        stack.append((t, True))
+        stack.extend((i, False) for i in reversed(inputs) if id(i) not in snap._by_id)
+    return snap
+
+
+def _function_rules(node) -> list[str]:
+    doc = (node.function.backward.__doc__ or "").strip()
+    return [doc or "user-defined backward"]
