@@ -10,14 +10,18 @@ same network, the notebook's figures, and one self-contained index.html.
 from __future__ import annotations
 
 import argparse
+import html
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
+from autodiff.viz import INSTALL_DOT
 from demos import figures
 from demos.embeddings import six_embeddings
 from demos.gradient_gap import gradient_gap
+from demos.graph import render_all, section_html
 from demos.report import write_report
 from demos.training import initial_weights, train_engine, train_numpy, train_practitioner
 from models import load_digits, random_batches
@@ -109,10 +113,21 @@ def main(argv: list[str] | None = None) -> dict:
         timings[f"embedding: {title}"] = seconds
     pngs["embeddings"] = timed("figure: embeddings", lambda: figures.embeddings(
         points, point_labels, out / "embeddings.png"))
-    report = timed("report", lambda: write_report(out / "index.html", pngs, results, timings))
+    graph_html = timed("compute graph", lambda: _graph_section(out))
+    report = timed("report", lambda: write_report(out / "index.html", pngs, results, timings,
+                                                   graph_html))
     _print_timings(timings)
     print(f"\nWrote {len(pngs)} figures and {report}")
     return results
+
+
+def _graph_section(out: Path) -> str:
+    """The compute-graph pictures for the report, or why there are none."""
+    if shutil.which("dot") is None:
+        message = f"Graphviz's dot program is missing, so no graph was drawn: {INSTALL_DOT}."
+        print(message)
+        return f"<p>{html.escape(message)}</p>"
+    return section_html(render_all(out / "graph"), "graph")
 
 
 def _print_results(results: dict) -> None:

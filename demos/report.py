@@ -23,13 +23,8 @@ CAPTIONS = {
                   "label encoding w2·onehot (engine's trained weights), MDS, Isomap and t-SNE.",
 }
 
-GRAPH_PLACEHOLDER = ("<p>The compute graph of this network is drawn by <code>python -m "
-                     "demos.graph --out DIR</code>; when its pictures are in this folder's "
-                     "<code>graph/</code>, they appear here.</p>")
-
-
 def write_report(path: Path, pngs: dict[str, Path], results: dict, timings: dict[str, float],
-                 graph_html: str | None = None) -> Path:
+                 graph_html: str) -> Path:
     """Write index.html next to the PNGs, atomically (a half-written page never replaces one)."""
     sections = [_numbers(results)]
     for key, png in pngs.items():
@@ -39,7 +34,7 @@ def write_report(path: Path, pngs: dict[str, Path], results: dict, timings: dict
             f'<img src="data:image/png;base64,{data}" alt="{html.escape(key)}"></a>'
             f"<figcaption>{html.escape(CAPTIONS.get(key, key))}</figcaption></figure>")
     sections.append(f'<section id="graph"><h2>Compute graph</h2>'
-                    f"{graph_html or GRAPH_PLACEHOLDER}</section>")
+                    f"{graph_html}</section>")
     sections.append(_timings(timings))
     page = _PAGE.format(body="\n".join(sections))
     tmp = path.with_name(f".{path.name}.tmp")
@@ -87,6 +82,7 @@ body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto;
        color: #222; }}
 figure {{ margin: 2em 0; }} img {{ max-width: 100%; border: 1px solid #ddd; }}
 figcaption {{ color: #555; margin-top: .4em; }}
+.graph svg {{ max-width: 100%; height: auto; }}
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: .3em .7em; }}
 pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; }}
 </style></head>

@@ -1,0 +1,187 @@
+"""autodiff.viz: DOT structure, determinism, labels, clusters, collapsing, escaping, rendering."""
+
+import os
+import re
+import shutil
+import subprocess
+from xml.etree import ElementTree
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import autodiff as ad
+from autodiff import viz
+from autodiff.viz import dot as viz_dot
+from models import MLP
+
+# CI installs Graphviz, so there these tests always run; elsewhere they need `dot` on PATH.
+requires_dot = pytest.mark.skipif(shutil.which("dot") is None and not os.environ.get("CI"),
+                                  reason="Graphviz's dot is not installed (make test installs it)")
+
+
+def program():
+    x = ad.tensor(np.arange(6.0).reshape(2, 3), name="x")
+    w = ad.tensor(np.ones((3, 2)) * 0.5, requires_grad=True)
+    h = (x @ w).relu()
+    loss = (h * h + h.exp()).sum()
+    return loss, {"w": w}
+
+
+def node_ids(source: str) -> list[str]:
+    return re.findall(r"^\s*((?:t|op)\d+(?:_\d+)?) \[", source, re.M)
+
+
+def test_one_node_per_op_and_tensor_and_one_edge_per_data_flow():
+    loss, params = program()
+    snap = viz.snapshot(loss, params=params)
+    source = viz.to_dot(loss, params=params).source
+    ids = node_ids(source)
+    assert len(ids) == len(set(ids)) == len(snap.tensors) + len(snap.ops)
+    expected_edges = sum(len(op.inputs) + 1 for op in snap.ops)
+    assert source.count(" -> ") == expected_edges
+    # x @ w: x, w, matmul, its output; relu and output; h*h (2 edges in); exp; add; sum
+    assert [op.name for op in snap.ops] == ["matmul", "relu", "mul", "exp", "add", "sum"]
+
+
+def test_the_same_program_gives_the_same_dot_text():
+    assert viz.to_dot(program()[0]).source == viz.to_dot(program()[0]).source
+
+
+def test_kinds_of_tensor_are_drawn_apart():
+    loss, params = program()
+    source = viz.to_dot(loss, params=params).source
+    assert re.search(r'label="x\\n\(2, 3\) float64".*dashed', source)  # input
+    assert re.search(r'label="w\\n\(3, 2\) float64".*fillcolor="#cfe2ff"', source)  # parameter
+    assert re.search(r'peripheries=2', source)  # the output
+
+
+def test_values_small_in_full_and_large_summarised():
+    small = ad.tensor([1.5, -2.0], requires_grad=True)
+    large = ad.tensor(np.arange(100.0), requires_grad=True)
+    source = viz.to_dot((small * 2).sum() + large.sum(), show_values=True).source
+    assert "[ 1.5, -2. ]" in source
+    assert "min 0  mean 49.5  max 99" in source
+
+
+def test_gradients_after_backward_with_a_snapshot():
+    loss, params = program()
+    with viz.snapshot(loss, params=params) as snap:
+        loss.backward()
+    source = viz.to_dot(snap, show_grads=True).source
+    n_with_grad = sum(1 for t in snap.tensors if t.tensor.requires_grad)
+    assert source.count("grad ‖g‖") == n_with_grad  # intermediates too, though the graph is freed
+    assert "gradient norm" in source and "vanishing" in source and "exploding" in source
+    w_norm = np.linalg.norm(params["w"].grad.data)
+    assert f"grad ‖g‖ {w_norm:.3g}" in source
+
+
+def test_a_freed_graph_asks_for_a_snapshot():
+    loss, _ = program()
+    loss.backward()
+    with pytest.raises(RuntimeError, match="take a viz.snapshot before backward"):
+        viz.to_dot(loss)
+
+
+def test_rules_come_from_the_op_table():
+    a = ad.tensor(np.ones((2, 2)), requires_grad=True)
+    source = viz.to_dot((a @ a).softmax(1), show_rules=True).source
+    assert "dA = G·Bᵀ\\ndB = Aᵀ·G" in source
+    assert ad.ops.SOFTMAX.rules()[0] in source
+
+
+def test_module_parameters_group_their_ops_in_clusters():
+    model = MLP([4, 3, 2], rng=np.random.default_rng(0))
+    out = model(ad.tensor(np.ones((1, 4)))).relu()
+    source = viz.to_dot(out, params=dict(model.named_parameters())).source
+    clusters = re.findall(r"subgraph (cluster_\d+) \{\s*[^\n]*label=\"?([\w.]+)", source)
+    assert sorted(label for _, label in clusters) == ["layers.0", "layers.1"]
+    layer0 = source[source.index('label="layers.0"'):].split("}")[0]
+    assert "label=matmul" in layer0 and "label=add" in layer0 and "label=relu" not in layer0
+
+
+def test_collapse_folds_a_repeated_chain_and_says_so():
+    x = ad.tensor(np.ones(2), requires_grad=True, name="x")
+    y = x
+    for _ in range(30):
+        y = (y * 1.5).tanh() + x
+    source = viz.to_dot(y, collapse=True).source
+    assert "[mul → tanh → add] ×30" in source and "collapsed: 90 ops" in source
+    assert len(node_ids(source)) < 10
+
+
+def test_a_100000_node_chain_converts_to_dot():
+    x = ad.tensor(1.0, requires_grad=True)
+    y = x
+    for _ in range(50_000):
+        y = y.tanh()
+    assert len(node_ids(viz.to_dot(y).source)) == 100_001
+
+
+@requires_dot
+def test_a_10000_node_graph_renders_to_svg(tmp_path):
+    x = ad.tensor(np.ones(2), requires_grad=True)
+    y = x
+    for _ in range(5_000):
+        y = y.tanh()
+    path = viz.render(y, path=tmp_path / "big.svg")
+    assert path.read_text().count('class="node"') == 10_001
+
+
+HOSTILE = st.text(alphabet=st.sampled_from(list('"<>{}|\\\n\r &;:.é€字🙂\'abcn[]')),
+                  min_size=1, max_size=12)
+
+
+def _svg_texts(svg: bytes) -> list[str]:
+    root = ElementTree.fromstring(svg)
+    return [" ".join((e.text or "").split()) for e in root.iter("{http://www.w3.org/2000/svg}text")]
+
+
+@requires_dot
+@settings(max_examples=40, deadline=None)
+@given(name=HOSTILE, module=HOSTILE)
+def test_any_name_renders_as_written(name, module):
+    """Quotes, <, >, {, }, |, backslashes, newlines and non-ASCII go through dot unchanged."""
+    x = ad.tensor([1.0, 2.0], requires_grad=True, name=name)
+    w = ad.tensor([3.0, 4.0], requires_grad=True)
+    key = f"{module}.weight"  # a dotted key: its module path labels a cluster
+    source = viz.to_dot((x * w).sum(), params={key: w}, show_values=True).source
+    result = subprocess.run(["dot", "-Tsvg"], input=source.encode(), capture_output=True)
+    assert result.returncode == 0, result.stderr.decode()
+    texts = _svg_texts(result.stdout)
+    for text in [*name.replace("\r", "").split("\n"), *module.replace("\r", "").split("\n")]:
+        if text.strip():
+            assert " ".join(text.split()) in texts
+
+
+def test_render_without_dot_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "")
+    loss, _ = program()
+    with pytest.raises(RuntimeError, match="apt-get install graphviz"):
+        viz.render(loss, path=tmp_path / "g.svg")
+    assert not (tmp_path / "g.svg").exists()
+    assert viz.to_dot(loss).source.startswith("digraph")  # to_dot needs no dot
+
+
+def test_without_the_graphviz_package_the_error_names_the_extra(monkeypatch):
+    monkeypatch.setattr(viz_dot, "graphviz", None)
+    with pytest.raises(ImportError, match=r"pip install 'autodiff\[viz\]'"):
+        viz.to_dot(program()[0])
+
+
+def test_the_digraph_displays_inline_in_jupyter():
+    assert hasattr(viz.to_dot(program()[0]), "_repr_mimebundle_")
+
+
+def test_backward_steps_walk_every_gradient_and_leave_grad_alone():
+    loss, params = program()
+    steps = list(viz.backward_steps(loss, params=params))
+    n_with_grad = sum(1 for t in viz.snapshot(loss).tensors if t.tensor.requires_grad)
+    assert len(steps) == n_with_grad
+    assert params["w"].grad is None  # .grad untouched; the graph is still usable
+    assert "step 1/" in steps[0].source and "sum's rule" in steps[0].source
+    assert steps[0].source.count("grad ‖g‖") == 1  # only the loss's gradient is known at first
+    assert steps[-1].source.count("grad ‖g‖") == n_with_grad
+    assert 'color="#d62728"' in steps[1].source  # the op being applied is outlined
+    loss.backward()
