@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from autodiff import xp
+from autodiff import anomaly, xp
 from autodiff.errors import ShapeError
-from autodiff.graph import GradObservers, freed_error, grad_mode
+from autodiff.graph import GradMode, GradObservers, freed_error, grad_mode
 from autodiff.tensor import Tensor
 
 
@@ -110,7 +110,10 @@ def _walk(roots: list[Tensor], seeds: list, retain: bool, create_graph: bool,
                 if wanted is None:
                     _accumulate_into_leaf(t, g, create_graph)
                 continue
-            for inp, g_inp in zip(node.inputs, node.vjp(g, create_graph)):
+            input_grads = node.vjp(g, create_graph)
+            if GradMode.detect_anomaly:
+                anomaly.check_backward(node, g, input_grads)
+            for inp, g_inp in zip(node.inputs, input_grads):
                 if not inp.requires_grad:
                     continue
                 key = id(inp)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from autodiff import anomaly
 from autodiff.errors import ShapeError
 from autodiff.graph import GradMode, freed_error, grad_mode
 from autodiff.tensor import Tensor
@@ -62,20 +63,23 @@ class Function:
         inputs = tuple(args[i] for i in slots)
         if GradMode.enabled and any(t.requires_grad for t in inputs):
             out.requires_grad = True
-            out.grad_fn = FunctionNode(cls, ctx, inputs, slots)
+            out.grad_fn = FunctionNode(cls, ctx, args, slots)
+        if GradMode.record_origins:
+            anomaly.note(cls.__name__, inputs, out)
         return out
 
 
 class FunctionNode:
     """One application of a `Function`: the walker's view of it (inputs, vjp, release)."""
 
-    __slots__ = ("function", "ctx", "inputs", "arg_slots", "origin")
+    __slots__ = ("function", "ctx", "args", "inputs", "arg_slots", "origin")
 
-    def __init__(self, function: type[Function], ctx: Context, inputs: tuple[Tensor, ...],
+    def __init__(self, function: type[Function], ctx: Context, args: tuple,
                  arg_slots: tuple[int, ...]) -> None:
         self.function = function
         self.ctx = ctx
-        self.inputs = inputs
+        self.args = args  # forward's arguments, to apply it again (autodiff.testing does)
+        self.inputs = tuple(args[i] for i in arg_slots)
         self.arg_slots = arg_slots  # where each input tensor stood among forward's arguments
         self.origin = None
 
@@ -110,7 +114,7 @@ class FunctionNode:
         return g
 
     def release(self) -> None:
-        self.inputs = self.ctx = None
+        self.inputs = self.ctx = self.args = None
 
     def __repr__(self) -> str:
         return f"<{self.name}Backward>"

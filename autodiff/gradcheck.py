@@ -14,6 +14,7 @@ engine's VJP ``Jᵀu`` is compared with the finite differences of the scalar ``<
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,8 +22,36 @@ from autodiff.backward import grad
 from autodiff.tensor import Tensor
 
 
+@dataclass(frozen=True)
+class Mismatch:
+    """The element of one input's gradient that is furthest out of tolerance."""
+
+    input: int
+    shape: tuple[int, ...]
+    index: tuple[int, ...]
+    analytical: float
+    expected: float
+    error: float
+    tolerance: float
+    oracle: str = "finite differences"
+
+    @property
+    def label(self) -> str:
+        return "reference" if self.oracle.startswith("reference") else "numerical"
+
+    def message(self, prefix: str = "gradcheck") -> str:
+        return (f"{prefix}: the gradient of input {self.input} (shape {self.shape}) disagrees "
+                f"with {self.oracle}; worst at index {self.index}: analytical "
+                f"{self.analytical:.6g}, {self.label} {self.expected:.6g}, error "
+                f"{self.error:.3g} > tolerance {self.tolerance:.3g} (atol + rtol·|expected|)")
+
+
 class GradcheckError(RuntimeError):
-    """The engine's gradient disagrees with finite differences."""
+    """The engine's gradient disagrees with finite differences (details in ``.mismatch``)."""
+
+    def __init__(self, mismatch: Mismatch) -> None:
+        super().__init__(mismatch.message())
+        self.mismatch = mismatch
 
 
 def gradcheck(fn: Callable[..., Tensor | Sequence[Tensor]], inputs: Tensor | Sequence,
@@ -33,32 +62,21 @@ def gradcheck(fn: Callable[..., Tensor | Sequence[Tensor]], inputs: Tensor | Seq
     Returns True when all agree; otherwise raises GradcheckError naming the input, the worst
     element, both values and the error, or returns False with ``raise_exception=False``.
     """
-    inputs = _as_float64(inputs)
-    checked = [i for i, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
+    inputs = as_float64(inputs)
+    checked = differentiable(inputs)
     if not checked:
         raise ValueError("gradcheck: no input Tensor has requires_grad=True")
     rng = np.random.default_rng(seed)
-    outputs = _outputs(fn(*inputs))
-    upstream = [rng.standard_normal(o.shape) for o in outputs]
-
-    def projected(*xs) -> float:  # <u, f(x)>, the scalar whose gradient is Jᵀu
-        return sum(float(np.vdot(u, o.data)) for u, o in zip(upstream, _outputs(fn(*xs))))
-
-    recorded = [(o, u) for o, u in zip(outputs, upstream) if o.requires_grad]
-    grads = grad([o for o, _ in recorded], [inputs[i] for i in checked],
-                 grad_outputs=[u for _, u in recorded], allow_unused=True) if recorded else \
-        [None] * len(checked)
-    analytical = [np.zeros(inputs[i].shape) if g is None else g.data
-                  for i, g in zip(checked, grads)]
-
-    if fast_mode and _projection_agrees(projected, inputs, checked, analytical, rng, eps, atol,
-                                        rtol):
+    upstream = [rng.standard_normal(o.shape) for o in outputs_of(fn(*inputs))]
+    analytical = analytical_vjp(fn, inputs, upstream)
+    if fast_mode and _projection_agrees(fn, inputs, upstream, analytical, rng, eps, atol, rtol):
         return True
-    for i, a in zip(checked, analytical):
-        message = _compare(i, a, _numerical_gradient(projected, inputs, i, eps), atol, rtol)
-        if message:
+    numerical = numerical_vjp(fn, inputs, upstream, eps)
+    for i in checked:
+        mismatch = compare(i, analytical[i], numerical[i], atol, rtol)
+        if mismatch:
             if raise_exception:
-                raise GradcheckError(message)
+                raise GradcheckError(mismatch)
             return False
     return True
 
@@ -67,73 +85,101 @@ def gradgradcheck(fn: Callable[..., Tensor | Sequence[Tensor]], inputs: Tensor |
                   *, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
                   raise_exception: bool = True, fast_mode: bool = False, seed: int = 0) -> bool:
     """Check second derivatives: gradcheck of x ↦ (d fn/dx)ᵀu, built with create_graph=True."""
-    inputs = _as_float64(inputs)
-    checked = [t for t in inputs if isinstance(t, Tensor) and t.requires_grad]
+    inputs = as_float64(inputs)
+    if not differentiable(inputs):
+        return True
     rng = np.random.default_rng(seed + 1)
-    upstream = [rng.standard_normal(o.shape) for o in _outputs(fn(*inputs))]
+    upstream = [rng.standard_normal(o.shape) for o in outputs_of(fn(*inputs))]
 
     def first_derivative(*xs):
         diff = [x for x in xs if isinstance(x, Tensor) and x.requires_grad]
-        grads = grad(_outputs(fn(*xs)), diff, grad_outputs=upstream, create_graph=True,
+        grads = grad(outputs_of(fn(*xs)), diff, grad_outputs=upstream, create_graph=True,
                      allow_unused=True)
         return tuple(g for g in grads if g is not None)
 
     return gradcheck(first_derivative, inputs, eps=eps, atol=atol, rtol=rtol,
-                     raise_exception=raise_exception, fast_mode=fast_mode, seed=seed) \
-        if checked else True
+                     raise_exception=raise_exception, fast_mode=fast_mode, seed=seed)
 
 
-def _as_float64(inputs) -> list:
+def as_float64(inputs) -> list:
+    """Float64 copies of the floating inputs (other inputs as they are)."""
     inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     return [Tensor(t.data.astype(np.float64), requires_grad=t.requires_grad, name=t.name)
             if isinstance(t, Tensor) and t.dtype.kind == "f" else t for t in inputs]
 
 
-def _outputs(result) -> list[Tensor]:
+def differentiable(inputs: list) -> list[int]:
+    return [i for i, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
+
+
+def outputs_of(result) -> list[Tensor]:
     return [result] if isinstance(result, Tensor) else list(result)
 
 
-def _numerical_gradient(projected: Callable, inputs: list, i: int, eps: float) -> np.ndarray:
-    x = inputs[i].data
-    gradient = np.zeros(x.shape)
-    for index in np.ndindex(x.shape):
-        original = x[index]
-        x[index] = original + eps
-        plus = projected(*inputs)
-        x[index] = original - eps
-        minus = projected(*inputs)
-        x[index] = original
-        gradient[index] = (plus - minus) / (2 * eps)
-    return gradient
+def analytical_vjp(fn: Callable, inputs: list, upstream: list[np.ndarray]) -> dict[int, np.ndarray]:
+    """The engine's Jᵀu for each input that requires grad (zeros where the output ignores it)."""
+    checked = differentiable(inputs)
+    recorded = [(o, u) for o, u in zip(outputs_of(fn(*inputs)), upstream) if o.requires_grad]
+    grads = grad([o for o, _ in recorded], [inputs[i] for i in checked],
+                 grad_outputs=[u.astype(o.dtype) for o, u in recorded],
+                 allow_unused=True) if recorded else [None] * len(checked)
+    return {i: np.zeros(inputs[i].shape) if g is None else g.data
+            for i, g in zip(checked, grads)}
 
 
-def _projection_agrees(projected, inputs, checked, analytical, rng, eps, atol, rtol) -> bool:
-    directions = {i: rng.standard_normal(inputs[i].shape) for i in checked}
-    originals = {i: inputs[i].data.copy() for i in checked}
+def projected(fn: Callable, upstream: list[np.ndarray]) -> Callable[..., float]:
+    """x ↦ <u, f(x)>: the scalar whose gradient is Jᵀu."""
+    def value(*xs) -> float:
+        return sum(float(np.vdot(u, o.data)) for u, o in zip(upstream, outputs_of(fn(*xs))))
+    return value
+
+
+def numerical_vjp(fn: Callable, inputs: list, upstream: list[np.ndarray],
+                  eps: float) -> dict[int, np.ndarray]:
+    """Jᵀu by central differences, element by element (two evaluations per element)."""
+    value = projected(fn, upstream)
+    result = {}
+    for i in differentiable(inputs):
+        x = inputs[i].data
+        gradient = np.zeros(x.shape)
+        for index in np.ndindex(x.shape):
+            original = x[index]
+            x[index] = original + eps
+            plus = value(*inputs)
+            x[index] = original - eps
+            minus = value(*inputs)
+            x[index] = original
+            gradient[index] = (plus - minus) / (2 * eps)
+        result[i] = gradient
+    return result
+
+
+def _projection_agrees(fn, inputs, upstream, analytical, rng, eps, atol, rtol) -> bool:
+    value = projected(fn, upstream)
+    directions = {i: rng.standard_normal(inputs[i].shape) for i in analytical}
+    originals = {i: inputs[i].data.copy() for i in analytical}
     values = []
     for sign in (1, -1):
-        for i in checked:
+        for i in analytical:
             inputs[i].data[...] = originals[i] + sign * eps * directions[i]
-        values.append(projected(*inputs))
-    for i in checked:
+        values.append(value(*inputs))
+    for i in analytical:
         inputs[i].data[...] = originals[i]
     numerical = (values[0] - values[1]) / (2 * eps)
-    analytic = sum(float(np.vdot(directions[i], a)) for i, a in zip(checked, analytical))
+    analytic = sum(float(np.vdot(directions[i], a)) for i, a in analytical.items())
     return abs(analytic - numerical) <= atol + rtol * abs(numerical)
 
 
-def _compare(i: int, analytical: np.ndarray, numerical: np.ndarray, atol: float,
-             rtol: float) -> str | None:
-    """None when close; otherwise a report of the element that is furthest out of tolerance."""
-    error = np.abs(analytical - numerical)
-    tolerance = atol + rtol * np.abs(numerical)
-    excess = error - tolerance
-    if analytical.size == 0 or not (excess > 0).any() and np.isfinite(analytical).all():
+def compare(i: int, analytical: np.ndarray, expected: np.ndarray, atol: float, rtol: float,
+            oracle: str = "finite differences") -> Mismatch | None:
+    """None when close everywhere; otherwise the element furthest out of tolerance."""
+    if analytical.size == 0:
         return None
-    worst = np.unravel_index(np.nanargmax(np.where(np.isnan(excess), np.inf, excess)),
-                             analytical.shape)
-    return (f"gradcheck: the gradient of input {i} (shape {analytical.shape}) disagrees with "
-            f"finite differences; worst at index {tuple(int(k) for k in worst)}: "
-            f"analytical {analytical[worst]:.6g}, numerical {numerical[worst]:.6g}, "
-            f"error {error[worst]:.3g} > tolerance {tolerance[worst]:.3g} "
-            f"(atol + rtol·|numerical|)")
+    error = np.abs(analytical - expected)
+    tolerance = atol + rtol * np.abs(expected)
+    excess = np.where(np.isnan(error), np.inf, error - tolerance)
+    if not (excess > 0).any():
+        return None
+    worst = np.unravel_index(np.argmax(excess), analytical.shape)
+    return Mismatch(i, analytical.shape, tuple(int(k) for k in worst), float(analytical[worst]),
+                    float(expected[worst]), float(error[worst]), float(tolerance[worst]), oracle)

@@ -19,6 +19,7 @@ class GradMode:
 
     enabled = True
     detect_anomaly = False
+    record_origins = False  # on under detect_anomaly, and while autodiff.testing localises
 
 
 class GradObservers:
@@ -86,7 +87,7 @@ class Node:
         self.inputs = inputs
         self.params = params
         self._out = weakref.ref(out)  # weak: the output holds this node, not the other way round
-        self.origin = None  # where user code created it; set only under detect_anomaly
+        self.origin = None  # where user code created it, noted while origins are recorded
 
     @property
     def name(self) -> str:

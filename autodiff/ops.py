@@ -23,12 +23,24 @@ from autodiff import xp
 
 
 @dataclass(frozen=True)
+class Kink:
+    """Points where an elementwise op is not differentiable, and the gradient it passes there."""
+
+    points: Callable[..., tuple[float, ...]]  # from the op's parameters, e.g. clamp's min, max
+    gradient: float  # d out / d x returned exactly at those points
+
+
+@dataclass(frozen=True)
 class Op:
     name: str
     forward: Callable[..., np.ndarray]
     vjps: tuple[Callable | None, ...]  # one rule per input; None: not differentiable there
-    kinks: str = ""  # where the op is not differentiable, and the subgradient returned there
-    domain: str = ""  # inputs outside which the op or its gradient is undefined
+    kinks: str = ""  # in words: where the op is not differentiable, and what it returns there
+    kink: Kink | None = None  # the same, for tests to steer around and to assert
+    ties: bool = False  # not differentiable where inputs tie (max)
+    domain: str = ""  # in words: inputs outside which the op or its gradient is undefined
+    positive: tuple[int, ...] = ()  # inputs that must be > 0
+    nonzero: tuple[int, ...] = ()  # inputs that must be ≠ 0
 
     def rules(self) -> list[str]:
         """The formula of each input's gradient rule (its docstring)."""
@@ -38,11 +50,19 @@ class Op:
 OPS: dict[str, Op] = {}
 
 
-def primitive(name: str, forward: Callable, *vjps: Callable | None, kinks: str = "",
-              domain: str = "") -> Op:
-    op = Op(name, forward, vjps, kinks, domain)
+def primitive(name: str, forward: Callable, *vjps: Callable | None, **declared) -> Op:
+    """Register a primitive: its forward, one VJP rule per input, and its kinks and domain."""
+    op = Op(name, forward, vjps, **declared)
     OPS[name] = op
     return op
+
+
+def at_zero(**params) -> tuple[float, ...]:
+    return (0.0,)
+
+
+def at_bounds(min=None, max=None) -> tuple[float, ...]:
+    return tuple(b for b in (min, max) if b is not None)
 
 
 # ---------------------------------------------------------------- arithmetic (broadcasting)
@@ -99,10 +119,11 @@ def pow_db(g, out, a, b):
 ADD = primitive("add", np.add, add_da, add_db)
 SUB = primitive("sub", np.subtract, add_da, sub_db)
 MUL = primitive("mul", np.multiply, mul_da, mul_db)
-DIV = primitive("div", np.divide, div_da, div_db, domain="B ≠ 0")
+DIV = primitive("div", np.divide, div_da, div_db, domain="B ≠ 0", nonzero=(1,))
 NEG = primitive("neg", np.negative, neg_vjp)
 POW = primitive("pow", np.power, pow_da, pow_db,
-                domain="A > 0 for a non-integer exponent and for dB; A ≠ 0 where B < 1")
+                domain="A > 0 for a non-integer exponent and for dB; A ≠ 0 where B < 1",
+                positive=(0,))
 
 
 # ---------------------------------------------------------------- matmul
@@ -188,13 +209,16 @@ def tanh_vjp(g, out, x):
 
 
 EXP = primitive("exp", np.exp, exp_vjp)
-LOG = primitive("log", np.log, log_vjp, domain="x > 0")
-SQRT = primitive("sqrt", np.sqrt, sqrt_vjp, domain="x > 0 (the gradient is infinite at 0)")
-ABS = primitive("abs", np.abs, abs_vjp, kinks="x = 0: gradient 0 (as PyTorch)")
-RELU = primitive("relu", relu_forward, relu_vjp,
-                 kinks="x = 0: gradient 0 (as PyTorch)")
+LOG = primitive("log", np.log, log_vjp, domain="x > 0", positive=(0,))
+SQRT = primitive("sqrt", np.sqrt, sqrt_vjp, domain="x > 0 (the gradient is infinite at 0)",
+                 positive=(0,))
+ABS = primitive("abs", np.abs, abs_vjp, kinks="x = 0: gradient 0 (as PyTorch)",
+                kink=Kink(at_zero, 0.0))
+RELU = primitive("relu", relu_forward, relu_vjp, kinks="x = 0: gradient 0 (as PyTorch)",
+                 kink=Kink(at_zero, 0.0))
 CLAMP = primitive("clamp", clamp_forward, clamp_vjp,
-                  kinks="x = min or x = max: gradient passes (1), as PyTorch")
+                  kinks="x = min or x = max: gradient passes (1), as PyTorch",
+                  kink=Kink(at_bounds, 1.0))
 SIGMOID = primitive("sigmoid", sigmoid_forward, sigmoid_vjp)
 TANH = primitive("tanh", np.tanh, tanh_vjp)
 
@@ -228,7 +252,7 @@ def max_vjp(g, out, x, dim, keepdim):
 SUM = primitive("sum", sum_forward, sum_vjp)
 MAX = primitive("max", max_forward, max_vjp,
                 kinks="ties: the gradient is shared equally between the tied maxima "
-                      "(as torch.amax and torch.max without dim)")
+                      "(as torch.amax and torch.max without dim)", ties=True)
 
 
 # ---------------------------------------------------------------- softmax

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from autodiff import ops
+from autodiff import anomaly, ops
 from autodiff.errors import ShapeError, check_dim, check_dims, explain
 from autodiff.graph import GradMode, Node
 
@@ -23,10 +23,8 @@ def apply(op: ops.Op, *inputs: Tensor, **params) -> Tensor:
     if GradMode.enabled and any(t.requires_grad for t in inputs):
         out.requires_grad = True
         out.grad_fn = Node(op, inputs, params, out)
-        if GradMode.detect_anomaly:
-            from autodiff.anomaly import check_forward
-
-            check_forward(out)
+    if GradMode.record_origins:
+        anomaly.note(op.name, inputs, out)
     return out
 
 

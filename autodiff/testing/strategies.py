@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from autodiff.ops import OPS, Op
 from autodiff.tensor import Tensor
 
 Shape = tuple[int, ...]
@@ -87,3 +88,18 @@ def distinct_arrays(shape: Shape | st.SearchStrategy[Shape], gap: float = 0.05,
                 lambda noise: (np.asarray(order, dtype).reshape(shape) - size / 2) * gap + noise))
 
     return (shape if isinstance(shape, st.SearchStrategy) else st.just(shape)).flatmap(build)
+
+
+def safe_floats(op: Op | str, input_index: int = 0, params: dict | None = None,
+                low: float = -3.0, high: float = 3.0, margin: float = 1e-2
+                ) -> st.SearchStrategy[float]:
+    """Values for input `input_index` of `op` kept `margin` away from the op's declared kinks
+    (for its `params`, e.g. clamp's bounds) and inside its declared domain."""
+    op = OPS[op] if isinstance(op, str) else op
+    if input_index in op.positive:
+        low = max(low, 0.2)
+    kinks = op.kink.points(**(params or {})) if op.kink else ()
+    if input_index in op.nonzero:
+        kinks += (0.0,)
+        margin = max(margin, 0.2)
+    return floats(low, high, away_from=kinks, margin=margin)

@@ -1,0 +1,92 @@
+"""Finding where things go wrong: the user's line behind each op, and `detect_anomaly`.
+
+While origins are recorded (under `detect_anomaly`, or while `autodiff.testing` localises a
+wrong gradient), every op notes the first line of code outside the engine that called it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import linecache
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from autodiff.graph import GradMode
+
+ENGINE = str(Path(__file__).resolve().parent)
+
+
+class AnomalyError(FloatingPointError):
+    """A NaN or inf appeared in forward or backward under `detect_anomaly`."""
+
+
+def user_line() -> str:
+    """'file:line: code' of the innermost caller outside the autodiff package."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(ENGINE):
+        frame = frame.f_back
+    if frame is None:
+        return "<unknown>"
+    filename, line = frame.f_code.co_filename, frame.f_lineno
+    return f"{filename}:{line}: {linecache.getline(filename, line).strip()}"
+
+
+def note(name: str, inputs: tuple, out) -> None:
+    """Called by each op while origins are recorded: remember where, check for NaN/inf."""
+    origin = user_line()
+    if out.grad_fn is not None:
+        out.grad_fn.origin = origin
+    if GradMode.detect_anomaly and _produced_non_finite(out.data, [t.data for t in inputs]):
+        raise AnomalyError(f"{name}: produced {_what(out.data)} in forward (output shape "
+                           f"{out.shape}, input shapes {[t.shape for t in inputs]}); "
+                           f"created at {origin}")
+
+
+def check_backward(node, upstream, grads: list) -> None:
+    """Under detect_anomaly: fail when a node's rule turns a finite gradient into NaN/inf."""
+    for i, g in enumerate(grads):
+        if g is not None and _produced_non_finite(_array(g), [_array(upstream)]):
+            raise AnomalyError(f"{node.name}: its gradient rule produced {_what(_array(g))} in "
+                               f"backward for input {i} (shape {node.inputs[i].shape}); the op "
+                               f"was created at {node.origin}")
+
+
+@contextlib.contextmanager
+def recording_origins():
+    previous, GradMode.record_origins = GradMode.record_origins, True
+    try:
+        yield
+    finally:
+        GradMode.record_origins = previous
+
+
+class detect_anomaly(contextlib.ContextDecorator):
+    """Context manager (and decorator): a NaN or inf produced in forward or backward raises
+    AnomalyError naming the op and the line of user code that created it (as PyTorch's)."""
+
+    def __init__(self) -> None:
+        self._previous: list[tuple[bool, bool]] = []
+
+    def __enter__(self) -> None:
+        self._previous.append((GradMode.detect_anomaly, GradMode.record_origins))
+        GradMode.detect_anomaly = GradMode.record_origins = True
+
+    def __exit__(self, *exc: object) -> None:
+        GradMode.detect_anomaly, GradMode.record_origins = self._previous.pop()
+
+
+def _array(x) -> np.ndarray:
+    return np.asarray(getattr(x, "data", x))
+
+
+def _produced_non_finite(out: np.ndarray, inputs: list[np.ndarray]) -> bool:
+    """True when `out` has NaN/inf and the inputs (floating ones) had none."""
+    if out.dtype.kind not in "fc" or np.isfinite(out).all():
+        return False
+    return all(np.isfinite(a).all() for a in inputs if a.dtype.kind in "fc")
+
+
+def _what(a: np.ndarray) -> str:
+    return "nan" if np.isnan(a).any() else "inf"

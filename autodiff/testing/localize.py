@@ -1,0 +1,73 @@
+"""Which op is wrong: re-check each recorded op's VJP on its own, along the graph."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from autodiff.anomaly import recording_origins
+from autodiff.gradcheck import GradcheckError, Mismatch, gradcheck, outputs_of
+from autodiff.tensor import Tensor, apply
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The first op, in the order the program ran them, whose own gradient is wrong."""
+
+    op: str
+    origin: str  # the line of user code that created it
+    input_shapes: list[tuple[int, ...]]
+    mismatch: Mismatch
+
+    def message(self) -> str:
+        m = self.mismatch
+        return (f"the first op whose own gradient is wrong: {self.op}, created at "
+                f"{self.origin}, inputs of shapes {self.input_shapes}; its input {m.input} is "
+                f"worst at index {m.index}: analytical {m.analytical:.6g}, numerical "
+                f"{m.expected:.6g}")
+
+
+def localize(fn: Callable, inputs: list, **tolerances) -> Finding | None:
+    """Run `fn`, then gradcheck every recorded op alone at the values it saw, in the order they
+    ran; return the first that fails (or None when every op's VJP is right)."""
+    with recording_origins():
+        outputs = outputs_of(fn(*inputs))
+    for node in _nodes_in_run_order(outputs):
+        values = [Tensor(t.data.copy(), requires_grad=t.requires_grad) for t in node.inputs]
+        try:
+            gradcheck(_reapply(node), values, **tolerances)
+        except GradcheckError as error:
+            return Finding(node.name, node.origin or "<unknown>",
+                           [t.shape for t in node.inputs], error.mismatch)
+    return None
+
+
+def _reapply(node) -> Callable[..., Tensor]:
+    """The node's op as a function of its input tensors (parameters and other args fixed)."""
+    if hasattr(node, "op"):
+        return lambda *xs: apply(node.op, *xs, **node.params)
+
+    def function(*xs):
+        args = list(node.args)
+        for slot, x in zip(node.arg_slots, xs):
+            args[slot] = x
+        return node.function.apply(*args)
+    return function
+
+
+def _nodes_in_run_order(outputs: list[Tensor]) -> list:
+    """Every recorded node behind `outputs`, each after the nodes that made its inputs."""
+    order, seen = [], set()
+    stack = [(t, False) for t in reversed(outputs)]
+    while stack:  # iterative post-order
+        t, expanded = stack.pop()
+        node = t.grad_fn
+        if node is None or id(node) in seen:
+            continue
+        if expanded:
+            seen.add(id(node))
+            order.append(node)
+            continue
+        stack.append((t, True))
+        stack.extend((i, False) for i in reversed(node.inputs))
+    return order
