@@ -14,7 +14,7 @@ import numpy as np
 
 from autodiff import anomaly, xp
 from autodiff.errors import ShapeError
-from autodiff.graph import GradMode, GradObservers, freed_error, grad_mode
+from autodiff.graph import GradMode, GradObservers, freed_error
 from autodiff.tensor import Tensor
 
 
@@ -41,7 +41,7 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
     found = _walk(outputs, seeds, retain or create_graph, create_graph, targets=inputs)
     result = []
     for i, t in enumerate(inputs):
-        g = found.get(id(t))
+        g = found.get(t)
         if g is None and not allow_unused:
             raise RuntimeError(f"grad: input {i} (shape {t.shape}) was not used to compute the "
                                "outputs; pass allow_unused=True to get None for it")
@@ -64,14 +64,16 @@ def _seed(caller: str, root: Tensor, gradient, create_graph: bool):
                          f"shape {root.shape}")
     if create_graph:
         return gradient if isinstance(gradient, Tensor) else Tensor._wrap(g)
-    return g
+    return g.copy() if g is gradient or g is getattr(gradient, "data", None) else g
 
 
-def _count_consumers(roots: list[Tensor]) -> dict[int, int]:
-    """For each tensor needing a gradient, how many recorded op inputs it is (edges, not ops)."""
-    pending: dict[int, int] = {}
+def _count_consumers(roots: list[Tensor]) -> dict[Tensor, int]:
+    """For each tensor needing a gradient, how many recorded op inputs it is (edges, not ops).
+
+    Tensors are dict keys by identity (their hash is the object's; == is never called)."""
+    pending: dict[Tensor, int] = {}
     stack = [t for t in roots if t.requires_grad]
-    seen = {id(t) for t in stack}
+    seen = set(stack)
     while stack:
         node = stack.pop().grad_fn
         if node is None:
@@ -80,62 +82,82 @@ def _count_consumers(roots: list[Tensor]) -> dict[int, int]:
             raise freed_error(node)
         for t in node.inputs:
             if t.requires_grad:
-                pending[id(t)] = pending.get(id(t), 0) + 1
-                if id(t) not in seen:
-                    seen.add(id(t))
+                pending[t] = pending.get(t, 0) + 1
+                if t not in seen:
+                    seen.add(t)
                     stack.append(t)
     return pending
 
 
 def _walk(roots: list[Tensor], seeds: list, retain: bool, create_graph: bool,
           targets: list[Tensor] | None) -> dict:
-    """Backpropagate; accumulate into leaves, or (given targets) return {id: gradient} for them."""
-    wanted = None if targets is None else {id(t) for t in targets}
+    """Backpropagate; accumulate into leaves, or (given targets) return {tensor: gradient}."""
+    wanted = None if targets is None else set(targets)
     pending = _count_consumers(roots)
-    grads: dict[int, object] = {}
+    grads: dict[Tensor, object] = {}
     for root, seed in zip(roots, seeds):
-        grads[id(root)] = seed if id(root) not in grads else grads[id(root)] + seed
-    ready = list({id(r): r for r in roots if pending.get(id(r), 0) == 0}.values())
+        grads[root] = seed if root not in grads else grads[root] + seed
+    ready = list({r: None for r in roots if pending.get(r, 0) == 0})
     found = {}
-    with grad_mode(create_graph):  # a recorded backward is itself a graph
+    observers, anomalies = GradObservers.active, GradMode.detect_anomaly
+    recording, GradMode.enabled = GradMode.enabled, create_graph  # a recorded backward is a graph
+    try:
         while ready:
             t = ready.pop()
-            g = grads.pop(id(t))
-            for observer in GradObservers.active:
+            g = grads.pop(t)
+            for observer in observers:
                 observer.observe(t, g)
+            if wanted is not None and t in wanted:
+                found[t] = g
             node = t.grad_fn
-            if wanted is not None and id(t) in wanted:
-                found[id(t)] = g
             if node is None:
                 if wanted is None:
                     _accumulate_into_leaf(t, g, create_graph)
                 continue
             input_grads = node.vjp(g, create_graph)
-            if GradMode.detect_anomaly:
+            if anomalies:
                 anomaly.check_backward(node, g, input_grads)
+            if len(input_grads) > 1 and not create_graph:
+                input_grads = _unshared(input_grads)
             for inp, g_inp in zip(node.inputs, input_grads):
                 if not inp.requires_grad:
                     continue
-                key = id(inp)
                 if g_inp is not None:
                     if g_inp.shape != inp.shape:
                         g_inp = xp.sum_to(g_inp, inp.shape)  # undo broadcasting
-                    if not create_graph and g_inp.dtype != inp.data.dtype:
+                    if not create_graph and g_inp.dtype is not inp.data.dtype \
+                            and g_inp.dtype != inp.data.dtype:
                         g_inp = g_inp.astype(inp.data.dtype)
-                    grads[key] = g_inp if key not in grads else grads[key] + g_inp
-                pending[key] -= 1
-                if pending[key] == 0 and key in grads:
+                    grads[inp] = g_inp if inp not in grads else grads[inp] + g_inp
+                pending[inp] -= 1
+                if pending[inp] == 0 and inp in grads:
                     ready.append(inp)
             if not retain:
                 node.release()
+    finally:
+        GradMode.enabled = recording
     return found
+def _unshared(grads: list) -> list:
+    """Copy a gradient array a rule handed to two inputs (add passes g to both), so no two
+    tensors ever hold the same array."""
+    seen: set[int] = set()
+    result = []
+    for g in grads:
+        if g is not None and id(g) in seen:
+            g = g.copy()
+        seen.add(id(g))
+        result.append(g)
+    return result
 
 
 def _accumulate_into_leaf(t: Tensor, g, create_graph: bool) -> None:
     if create_graph:
         t.grad = g if t.grad is None else t.grad + g
     elif t.grad is None:
-        t.grad = Tensor._wrap(np.array(g, dtype=t.dtype))  # a copy: g may be shared or read-only
+        # keep the array itself when the walker owns it alone: a fresh, writeable array
+        # (a rule's result, never the user's seed); copy a view or a read-only one
+        owned = type(g) is np.ndarray and g.base is None and g.flags.writeable
+        t.grad = Tensor._wrap(g if owned else np.array(g, dtype=t.dtype))
     elif t.grad.grad_fn is None and t.grad.data.flags.writeable:
         t.grad.data += g
     else:

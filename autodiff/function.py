@@ -107,7 +107,8 @@ class FunctionNode:
             return None
         if create_graph:
             return g if isinstance(g, Tensor) else Tensor._wrap(np.asarray(g, dtype=t.dtype))
-        g = g.data if isinstance(g, Tensor) else np.asarray(g, dtype=t.dtype)
+        # a copy: the array may be one the user keeps (the engine may accumulate into it)
+        g = np.array(g.data if isinstance(g, Tensor) else g, dtype=t.dtype)
         if not _sums_to(g.shape, t.shape):
             raise ShapeError(f"{self.name}.backward: gradient of shape {g.shape} does not match "
                              f"its input's shape {t.shape}")

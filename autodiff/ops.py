@@ -15,6 +15,7 @@ it returns there; `autodiff.testing` steers inputs away from them and asserts th
 from __future__ import annotations
 
 from collections.abc import Callable
+import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,7 +122,7 @@ SUB = primitive("sub", np.subtract, add_da, sub_db)
 MUL = primitive("mul", np.multiply, mul_da, mul_db)
 DIV = primitive("div", np.divide, div_da, div_db, domain="B ≠ 0", nonzero=(1,))
 NEG = primitive("neg", np.negative, neg_vjp)
-POW = primitive("pow", np.power, pow_da, pow_db,
+POW = primitive("pow", operator.pow, pow_da, pow_db,  # a ** b: NumPy squares a ** 2 fast
                 domain="A > 0 for a non-integer exponent and for dB; A ≠ 0 where B < 1",
                 positive=(0,))
 
@@ -138,12 +139,16 @@ def _as_matrices(g, a, b):
 
 def matmul_da(g, out, a, b):
     """dA = G·Bᵀ"""
+    if a.ndim == b.ndim == 2:  # the common case, without the general case's reshapes
+        return g @ b.T
     g2, a2, b2 = _as_matrices(g, a, b)
     return xp.sum_to(g2 @ b2.mT, a2.shape).reshape(a.shape)
 
 
 def matmul_db(g, out, a, b):
     """dB = Aᵀ·G"""
+    if a.ndim == b.ndim == 2:
+        return a.T @ g
     g2, a2, b2 = _as_matrices(g, a, b)
     return xp.sum_to(a2.mT @ g2, b2.shape).reshape(b.shape)
 
@@ -230,7 +235,7 @@ def keepdim_shape(shape: tuple[int, ...], dim: tuple[int, ...] | None) -> tuple[
 
 
 def sum_forward(x, dim, keepdim):
-    return np.sum(x, axis=dim, keepdims=keepdim)
+    return x.sum(axis=dim, keepdims=keepdim)
 
 
 def sum_vjp(g, out, x, dim, keepdim):
@@ -239,7 +244,7 @@ def sum_vjp(g, out, x, dim, keepdim):
 
 
 def max_forward(x, dim, keepdim):
-    return np.max(x, axis=dim, keepdims=keepdim)
+    return x.max(axis=dim, keepdims=keepdim)
 
 
 def max_vjp(g, out, x, dim, keepdim):

@@ -20,9 +20,12 @@ def apply(op: ops.Op, *inputs: Tensor, **params) -> Tensor:
     except (ValueError, IndexError, TypeError) as error:
         raise ShapeError(explain(op.name, [t.shape for t in inputs], params, error)) from None
     out = Tensor._wrap(data)
-    if GradMode.enabled and any(t.requires_grad for t in inputs):
-        out.requires_grad = True
-        out.grad_fn = Node(op, inputs, params, out)
+    if GradMode.enabled:
+        for t in inputs:  # a loop, not any(): this runs for every op, so it is kept lean
+            if t.requires_grad:
+                out.requires_grad = True
+                out.grad_fn = Node(op, inputs, params, out)
+                break
     if GradMode.record_origins:
         anomaly.note(op.name, inputs, out)
     return out

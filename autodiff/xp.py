@@ -37,11 +37,15 @@ def where(condition, a, b):
 
 
 def sum(x, dim, keepdim=False):
-    return np.sum(x, axis=dim, keepdims=keepdim) if is_array(x) else x.sum(dim, keepdim)
+    return x.sum(axis=dim, keepdims=keepdim) if is_array(x) else x.sum(dim, keepdim)
 
 
 def broadcast_to(x, shape: tuple[int, ...]):
-    return np.broadcast_to(x, shape) if is_array(x) else x.broadcast_to(shape)
+    if not is_array(x):
+        return x.broadcast_to(shape)
+    out = np.empty(shape, dtype=x.dtype)  # a real array: faster to compute with than a view
+    out[...] = x
+    return out
 
 
 def permute(x, dims: tuple[int, ...]):

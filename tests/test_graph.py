@@ -153,3 +153,16 @@ def test_data_is_assignable_for_sgd_updates():
     (w * w).sum().backward()
     w.data -= 0.1 * w.grad.data
     np.testing.assert_allclose(w.data, [0.8, 1.6])
+
+
+def test_a_leaf_gradient_never_aliases_the_seed_or_another_leaf():
+    seed = np.ones(3)
+    x = ad.tensor(np.ones(3), requires_grad=True)
+    (x + 0).backward(seed)  # add passes the seed straight through
+    x.grad.data += 1
+    np.testing.assert_array_equal(seed, np.ones(3))
+    a = ad.tensor(np.ones((2, 2)), requires_grad=True)
+    b = ad.tensor(np.ones((2, 2)), requires_grad=True)
+    (a.reshape(4) + b.reshape(4)).backward(np.arange(4.0))  # views of one array reach both
+    a.grad.zero_()
+    np.testing.assert_array_equal(b.grad.data, np.arange(4.0).reshape(2, 2))

@@ -1,0 +1,152 @@
+"""Benchmarks: ``python -m benchmarks [--quick] [--json PATH]``.
+
+Engine against hand-written NumPy, measured in the same run: the two sides alternate, each
+repetition times a block of steps of both, and the ratio is taken pair by pair (median), so
+drift and noise on the machine cancel. BLAS runs on one thread for every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from benchmarks.cases import elementwise_chain, fan_out, training_steps
+
+TARGETS = {"notebook step, float64": 1.15, "notebook step, float32": 1.15,
+           "large MLP step, float64": 1.0, "large MLP step, float32": 1.0}
+
+
+def block_time(fn: Callable[[], object], steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return (time.perf_counter() - start) / steps
+
+
+def paired(fns: dict[str, Callable], baseline: str, steps: int, repeats: int) -> dict:
+    """Median seconds per call of each function, and the median of the per-repetition ratios
+    to `baseline`. The order alternates between repetitions."""
+    for fn in fns.values():  # warm up: caches, allocator, BLAS
+        block_time(fn, max(steps // 5, 1))
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    for r in range(repeats):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            times[name].append(block_time(fns[name], steps))
+    result = {name: {"us": 1e6 * statistics.median(t)} for name, t in times.items()}
+    for name in fns:
+        if name != baseline:
+            result[name]["ratio"] = statistics.median(
+                a / b for a, b in zip(times[name], times[baseline]))
+    return result
+
+
+def peak_memory(fn: Callable[[], object]) -> int:
+    """Peak bytes allocated (tracemalloc sees NumPy's buffers) during one call, after a warm-up."""
+    fn()
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    fn()
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    return peak
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    blas = [f"{i.get('internal_api')} {i.get('version')}" for i in threadpool_info()
+            if i.get("user_api") == "blas"]
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "numpy": np.__version__, "blas": ", ".join(blas) or "unknown", "blas threads": 1}
+
+
+def run(quick: bool) -> dict:
+    steps, repeats = (50, 5) if quick else (400, 15)
+    results: dict = {"machine": machine(), "quick": quick, "steps": {}}
+    for label, rows, sizes in [("notebook step", 100, (64, 50, 10)),
+                               ("large MLP step", 256, (784, 512, 10))]:
+        for dtype in (np.float64, np.float32):
+            name = f"{label}, {np.dtype(dtype).name}"
+            n = steps if label == "notebook step" else max(steps // 10, 5)
+            fns = training_steps(rows, sizes, dtype)
+            results["steps"][name] = paired(fns, "numpy", n, repeats)
+            results["steps"][name]["peak memory ratio"] = (
+                peak_memory(fns["engine"]) / peak_memory(fns["numpy"]))
+    chain_length = 200 if quick else 2000
+    chain = paired(elementwise_chain(chain_length), "numpy", 5 if quick else 20, repeats)
+    numpy_us = chain["numpy"]["us"]
+    results["per-op overhead us"] = {
+        "forward": (chain["engine forward"]["us"] - numpy_us) / chain_length,
+        "forward+backward": (chain["engine forward+backward"]["us"] - numpy_us) / chain_length}
+    width = 100 if quick else 1000
+    results["fan-out backward us"] = {"width": width, "us": 1e6 * block_time(fan_out(width), 5)}
+    results["notebook run s"] = _notebook_run(quick)
+    return results
+
+
+def _notebook_run(quick: bool) -> dict:
+    """The notebook's whole training with the engine (200 batches × 500 steps by default)."""
+    from demos.training import initial_weights, train_engine
+    from models import load_digits, random_batches
+
+    data = load_digits()
+    batches, steps = (10, 50) if quick else (200, 500)
+    w1, w2 = initial_weights(0, 0.1)
+    run_ = train_engine(data, random_batches(len(data.x_train), batches, 100), w1, w2, 1e-6,
+                        steps)
+    return {"batches": batches, "steps": steps, "seconds": run_.seconds}
+
+
+def report(results: dict) -> None:
+    m = results["machine"]
+    print(f"machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, NumPy {m['numpy']} "
+          f"({m['blas']}), BLAS on 1 thread{'; QUICK run' if results['quick'] else ''}\n")
+    print(f"{'training step':<26}{'engine µs':>11}{'NumPy µs':>10}{'ratio':>8}{'target':>8}"
+          f"{'peak mem':>10}{'PyTorch':>9}")
+    for name, r in results["steps"].items():
+        torch = f"{r['pytorch']['ratio']:.2f}×" if "pytorch" in r else "—"
+        print(f"{name:<26}{r['engine']['us']:>11.1f}{r['numpy']['us']:>10.1f}"
+              f"{r['engine']['ratio']:>7.2f}×{TARGETS[name]:>7.2f}×"
+              f"{r['peak memory ratio']:>9.2f}×{torch:>9}")
+    o = results["per-op overhead us"]
+    print(f"\nper-op overhead: {o['forward']:.2f} µs forward, {o['forward+backward']:.2f} µs "
+          f"forward + backward (target ≤ 2)")
+    f = results["fan-out backward us"]
+    print(f"fan-out: one tensor used by {f['width']} ops, backward in {f['us']:.0f} µs")
+    n = results["notebook run s"]
+    print(f"notebook training with the engine, {n['batches']} batches × {n['steps']} steps: "
+          f"{n['seconds']:.1f} s")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a short run that shows it works")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    with threadpool_limits(limits=1, user_api="blas"):
+        results = run(args.quick)
+    report(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
