@@ -42,6 +42,12 @@ graph: setup
 bench: setup
 	$(BIN)/python -m benchmarks
 
+mutation: setup
+	$(BIN)/python -m pip install -q mutmut
+	rm -rf mutants
+	HYPOTHESIS_PROFILE=mutation $(BIN)/mutmut run
+	$(BIN)/mutmut results
+
 lint: setup
 	$(BIN)/ruff check .
 

@@ -117,7 +117,7 @@ def _walk(roots: list[Tensor], seeds: list, retain: bool, create_graph: bool,
             input_grads = node.vjp(g, create_graph)
             if anomalies:
                 anomaly.check_backward(node, g, input_grads)
-            if len(input_grads) > 1 and not create_graph:
+            if len(input_grads) > 1 and not create_graph and _shares(input_grads):
                 input_grads = _unshared(input_grads)
             for inp, g_inp in zip(node.inputs, input_grads):
                 if not inp.requires_grad:
@@ -137,9 +137,16 @@ def _walk(roots: list[Tensor], seeds: list, retain: bool, create_graph: bool,
     finally:
         GradMode.enabled = recording
     return found
+def _shares(grads: list) -> bool:
+    """Whether a rule handed one array to two inputs (add passes g to both)."""
+    if len(grads) == 2:  # the common case, checked without building a set
+        return grads[0] is grads[1] and grads[0] is not None
+    arrays = [id(g) for g in grads if g is not None]
+    return len(set(arrays)) < len(arrays)
+
+
 def _unshared(grads: list) -> list:
-    """Copy a gradient array a rule handed to two inputs (add passes g to both), so no two
-    tensors ever hold the same array."""
+    """Copies where a rule handed one array to two inputs, so no two tensors hold the same one."""
     seen: set[int] = set()
     result = []
     for g in grads:

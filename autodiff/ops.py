@@ -14,8 +14,8 @@ it returns there; `autodiff.testing` steers inputs away from them and asserts th
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np

@@ -36,7 +36,7 @@ def where(condition, a, b):
     return tensor_where(condition, a, b)
 
 
-def sum(x, dim, keepdim=False):
+def sum(x, dim, keepdim: bool):
     return x.sum(axis=dim, keepdims=keepdim) if is_array(x) else x.sum(dim, keepdim)
 
 

@@ -2,7 +2,7 @@
 
 import os
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                       HealthCheck.data_too_large,
@@ -10,6 +10,9 @@ _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
 settings.register_profile("quick", max_examples=30, **_common)
 settings.register_profile("ci", max_examples=1000, print_blob=True, derandomize=False, **_common)
 settings.register_profile("measure", max_examples=100, **_common)  # for timing the suite
+# mutation testing runs the suite once per mutant: a failure need not be shrunk, only found
+settings.register_profile("mutation", max_examples=30, database=None,
+                          phases=[Phase.explicit, Phase.generate], **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
 

@@ -114,9 +114,11 @@ def broadcast_to_examples(draw) -> Example:
 def index_examples(draw) -> Example:
     a = draw(arrays(shapes(min_dims=1)))
     basic = hnp.basic_indices(a.shape, allow_ellipsis=True)
-    repeated = st.lists(st.integers(-a.shape[0], a.shape[0] - 1), min_size=1, max_size=6).map(
+    rows = st.lists(st.integers(-a.shape[0], a.shape[0] - 1), min_size=1, max_size=6).map(
         np.array)  # integer arrays, repeats included: their gradients must add up
-    return [a], {"index": draw(st.one_of(basic, repeated))}
+    with_slice = rows.map(lambda r: (r, slice(None)))  # an array inside a tuple index
+    options = [basic, rows] + ([with_slice] if a.ndim >= 2 else [])
+    return [a], {"index": draw(st.one_of(options))}
 
 
 @st.composite

@@ -73,3 +73,22 @@ def test_float32_in_float32_out(case, data):
         if t.requires_grad and t.grad is not None:
             assert t.grad.dtype == np.float32
             assert t.grad.shape == t.shape
+
+
+MATMUL_PROMOTIONS = [((3,), (3,)), ((3,), (3, 2)), ((2, 3), (3,)), ((3,), (4, 3, 2)),
+                     ((4, 2, 3), (3,)), ((4, 2, 3), (3, 5)), ((2, 3), (4, 3, 5)),
+                     ((1, 2, 3), (4, 3, 5)), ((4, 1, 2, 3), (5, 3, 2))]
+
+
+@pytest.mark.parametrize("a_shape, b_shape", MATMUL_PROMOTIONS)
+def test_matmul_gradient_for_every_promotion_and_batch_broadcast(a_shape, b_shape):
+    rng = np.random.default_rng(0)
+    a = ad.tensor(rng.standard_normal(a_shape), requires_grad=True)
+    b = ad.tensor(rng.standard_normal(b_shape), requires_grad=True)
+    assert ad.gradcheck(lambda a, b: a @ b, [a, b])
+
+
+def test_repeated_index_pairs_accumulate():
+    x = ad.tensor(np.zeros((3, 3)), requires_grad=True)
+    x[np.array([0, 0, 2]), np.array([1, 1, 0])].sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [[0, 2, 0], [0, 0, 0], [1, 0, 0]])
