@@ -67,7 +67,7 @@ def gradcheck(fn: Callable[..., Tensor | Sequence[Tensor]], inputs: Tensor | Seq
     if not checked:
         raise ValueError("gradcheck: no input Tensor has requires_grad=True")
     rng = np.random.default_rng(seed)
-    upstream = [rng.standard_normal(o.shape) for o in outputs_of(fn(*inputs))]
+    upstream = random_upstream(fn, inputs, rng)
     analytical = analytical_vjp(fn, inputs, upstream)
     if fast_mode and _projection_agrees(fn, inputs, upstream, analytical, rng, eps, atol, rtol):
         return True
@@ -88,8 +88,7 @@ def gradgradcheck(fn: Callable[..., Tensor | Sequence[Tensor]], inputs: Tensor |
     inputs = as_float64(inputs)
     if not differentiable(inputs):
         return True
-    rng = np.random.default_rng(seed + 1)
-    upstream = [rng.standard_normal(o.shape) for o in outputs_of(fn(*inputs))]
+    upstream = random_upstream(fn, inputs, np.random.default_rng(seed + 1))
 
     def first_derivative(*xs):
         diff = [x for x in xs if isinstance(x, Tensor) and x.requires_grad]
@@ -114,6 +113,11 @@ def differentiable(inputs: list) -> list[int]:
 
 def outputs_of(result) -> list[Tensor]:
     return [result] if isinstance(result, Tensor) else list(result)
+
+
+def random_upstream(fn: Callable, inputs: list, rng: np.random.Generator) -> list[np.ndarray]:
+    """A random upstream gradient u per output of fn(*inputs) (never all ones: see above)."""
+    return [rng.standard_normal(o.shape) for o in outputs_of(fn(*inputs))]
 
 
 def analytical_vjp(fn: Callable, inputs: list, upstream: list[np.ndarray]) -> dict[int, np.ndarray]:

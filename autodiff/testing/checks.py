@@ -15,6 +15,7 @@ from autodiff.gradcheck import (
     differentiable,
     numerical_vjp,
     outputs_of,
+    random_upstream,
 )
 from autodiff.graph import grad_mode
 from autodiff.tensor import Tensor
@@ -49,8 +50,7 @@ def assert_grad_close(fn: Callable[..., Tensor | Sequence[Tensor]], inputs: Sequ
     checked = differentiable(inputs)
     if not checked:
         raise ValueError("assert_grad_close: no input Tensor has requires_grad=True")
-    rng = np.random.default_rng(seed)
-    upstream = [rng.standard_normal(o.shape) for o in outputs_of(fn(*inputs))]
+    upstream = random_upstream(fn, inputs, np.random.default_rng(seed))
     analytical = analytical_vjp(fn, inputs, upstream)
     if reference is not None:
         name = "reference gradient"
