@@ -123,11 +123,12 @@ def _walk(roots: list[Tensor], seeds: list, retain: bool, create_graph: bool,
                 if not inp.requires_grad:
                     continue
                 if g_inp is not None:
-                    if g_inp.shape != inp.shape:
-                        g_inp = xp.sum_to(g_inp, inp.shape)  # undo broadcasting
-                    if not create_graph and g_inp.dtype is not inp.data.dtype \
-                            and g_inp.dtype != inp.data.dtype:
-                        g_inp = g_inp.astype(inp.data.dtype)
+                    data = inp.data
+                    if g_inp.shape != data.shape:
+                        g_inp = xp.sum_to(g_inp, data.shape)  # undo broadcasting
+                    if not create_graph and g_inp.dtype is not data.dtype \
+                            and g_inp.dtype != data.dtype:
+                        g_inp = g_inp.astype(data.dtype)
                     grads[inp] = g_inp if inp not in grads else grads[inp] + g_inp
                 pending[inp] -= 1
                 if pending[inp] == 0 and inp in grads:

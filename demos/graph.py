@@ -52,8 +52,9 @@ def render_all(out: Path, seed: int = 0) -> dict[str, Path]:
     x = ad.tensor(np.random.default_rng(seed).random((4, 64)), name="x")
     paths["modules"] = _both(out / "modules", model(x).softmax(dim=1),
                              params=dict(model.named_parameters()))
+    fresh_loss, fresh_params = notebook_graph(seed)  # the graph above was freed by backward
     steps = [svg_markup(step.pipe(format="svg").decode())
-             for step in viz.backward_steps(notebook_graph(seed)[0], params=params)]
+             for step in viz.backward_steps(fresh_loss, params=fresh_params)]
     paths["steps"] = out / "steps.html"
     paths["steps"].write_text(_steps_page(steps), encoding="utf-8")
     return paths

@@ -22,6 +22,7 @@ def test_every_view_is_written(tmp_path):
     steps = page.count('class="step"')
     assert steps >= 8 and page.count("<svg") == steps
     assert f'max="{steps}"' in page
+    assert ">w1</text>" in page and ">w2</text>" in page  # the weights are named in every step
 
 
 def test_section_html_inlines_the_views(tmp_path):

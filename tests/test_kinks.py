@@ -47,7 +47,14 @@ def test_max_over_a_dim_shares_ties_per_row():
 
 @pytest.mark.parametrize("name", ["relu", "abs", "clamp", "max"])
 def test_every_kink_is_declared(name):
-    assert OPS[name].kinks, f"{name} must say what it returns at its kink"
+    op = OPS[name]
+    assert op.kinks, f"{name} must say in words what it returns at its kink"
+    assert op.kink is not None or op.ties, f"{name} must declare its kink for the tests"
+
+
+def test_smooth_ops_declare_no_kink():
+    assert {name for name, op in OPS.items() if op.kink or op.ties} == {"relu", "abs", "clamp",
+                                                                         "max"}
 
 
 def test_softmax_and_log_softmax_are_finite_around_plus_minus_1000():
