@@ -8,7 +8,8 @@ _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                       HealthCheck.data_too_large,
                                                       HealthCheck.filter_too_much])
 settings.register_profile("quick", max_examples=30, **_common)
-settings.register_profile("ci", max_examples=1000, print_blob=True, derandomize=False, **_common)
+# derandomized: CI runs the same 1,000 examples per test every time, so it cannot flake
+settings.register_profile("ci", max_examples=1000, print_blob=True, derandomize=True, **_common)
 settings.register_profile("measure", max_examples=100, **_common)  # for timing the suite
 # mutation testing runs the suite once per mutant: a failure need not be shrunk, only found
 settings.register_profile("mutation", max_examples=30, database=None,
