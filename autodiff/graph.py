@@ -115,5 +115,27 @@ class Node:
         return f"<{camel(self.name)}Backward>"
 
 
+def tensors_in_order(roots: list) -> list:
+    """Every tensor behind `roots`, each after the tensors it was computed from (an iterative
+    post-order, inputs in argument order): the order the program ran, and a numbering that is
+    the same for the same program every time."""
+    order, seen = [], set()  # tensors hash by identity
+    stack = [(t, False) for t in reversed(roots)]
+    while stack:
+        t, inputs_done = stack.pop()
+        if t in seen:
+            continue
+        node = t.grad_fn
+        if node is None or inputs_done:
+            seen.add(t)
+            order.append(t)
+            continue
+        if node.inputs is None:
+            raise freed_error(node)
+        stack.append((t, True))
+        stack.extend((i, False) for i in reversed(node.inputs) if i not in seen)
+    return order
+
+
 def camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from autodiff.anomaly import recording_origins
 from autodiff.gradcheck import GradcheckError, Mismatch, gradcheck, outputs_of
+from autodiff.graph import tensors_in_order
 from autodiff.tensor import Tensor, apply
 
 
@@ -32,7 +33,7 @@ def localize(fn: Callable, inputs: list, **tolerances) -> Finding | None:
     ran; return the first that fails (or None when every op's VJP is right)."""
     with recording_origins():
         outputs = outputs_of(fn(*inputs))
-    for node in _nodes_in_run_order(outputs):
+    for node in [t.grad_fn for t in tensors_in_order(outputs) if t.grad_fn is not None]:
         values = [Tensor(t.data.copy(), requires_grad=t.requires_grad) for t in node.inputs]
         try:
             gradcheck(_reapply(node), values, **tolerances)
@@ -53,21 +54,3 @@ def _reapply(node) -> Callable[..., Tensor]:
             args[slot] = x
         return node.function.apply(*args)
     return function
-
-
-def _nodes_in_run_order(outputs: list[Tensor]) -> list:
-    """Every recorded node behind `outputs`, each after the nodes that made its inputs."""
-    order, seen = [], set()
-    stack = [(t, False) for t in reversed(outputs)]
-    while stack:  # iterative post-order
-        t, expanded = stack.pop()
-        node = t.grad_fn
-        if node is None or id(node) in seen:
-            continue
-        if expanded:
-            seen.add(id(node))
-            order.append(node)
-            continue
-        stack.append((t, True))
-        stack.extend((i, False) for i in reversed(node.inputs))
-    return order

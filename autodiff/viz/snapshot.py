@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from autodiff.graph import GradObservers
+from autodiff.graph import GradObservers, GraphFreedError, tensors_in_order
 from autodiff.tensor import Tensor
 
 
@@ -82,26 +82,18 @@ def snapshot(*roots: Tensor, params: dict[str, Tensor] | None = None) -> Snapsho
                                        None if t.grad is None else t.grad.data))
         return snap._by_id[id(t)]
 
-    # iterative post-order: a tensor's op is recorded after all of its inputs
-    stack: list[tuple[Tensor, bool]] = [(r, False) for r in reversed(roots)]
-    while stack:
-        t, inputs_done = stack.pop()
-        if id(t) in snap._by_id:
-            continue
+    try:
+        tensors = tensors_in_order(list(roots))
+    except GraphFreedError:
+        raise RuntimeError("viz: backward has freed this graph; take a viz.snapshot before "
+                           "backward (or pass retain_graph=True)") from None
+    for t in tensors:
+        index = add_tensor(t)
         node = t.grad_fn
-        inputs = node.inputs if node is not None else None
-        if node is not None and inputs is None:
-            raise RuntimeError(f"viz: the graph through {node!r} was freed by backward; take a "
-                               "viz.snapshot before backward (or pass retain_graph=True)")
-        if node is None or inputs_done:
-            index = add_tensor(t)
-            if node is not None:
-                rules = node.op.rules() if hasattr(node, "op") else _function_rules(node)
-                snap.ops.append(OpInfo(len(snap.ops), node.name, rules,
-                                       [snap._by_id[id(i)] for i in inputs], index))
-            continue
-        stack.append((t, True))
-        stack.extend((i, False) for i in reversed(inputs) if id(i) not in snap._by_id)
+        if node is not None:
+            rules = node.op.rules() if hasattr(node, "op") else _function_rules(node)
+            snap.ops.append(OpInfo(len(snap.ops), node.name, rules,
+                                   [snap._by_id[id(i)] for i in node.inputs], index))
     return snap
 
 
