@@ -138,6 +138,8 @@ def _walk(roots: list[Tensor], seeds: list, retain: bool, create_graph: bool,
     finally:
         GradMode.enabled = recording
     return found
+
+
 def _shares(grads: list) -> bool:
     """Whether a rule handed one array to two inputs (add passes g to both)."""
     if len(grads) == 2:  # the common case, checked without building a set
