@@ -185,3 +185,12 @@ def test_backward_steps_walk_every_gradient_and_leave_grad_alone():
     assert steps[-1].source.count("grad ‖g‖") == n_with_grad
     assert 'color="#d62728"' in steps[1].source  # the op being applied is outlined
     loss.backward()
+
+
+def test_collapse_folds_the_repeated_layers_of_a_deep_mlp_once():
+    model = MLP([8] * 12 + [2], rng=np.random.default_rng(0))
+    out = model(ad.tensor(np.ones((3, 8)), name="x")).sum()
+    source = viz.to_dot(out, collapse=True).source
+    folded = re.findall(r"\[matmul → add → relu\] ×(\d+)", source)
+    assert folded == ["11"]  # each layer's ops are folded into one node, once
+    assert source.count("label=permute") == 12  # each weight's transpose still feeds it

@@ -11,9 +11,10 @@ def collapse_chains(snap: Snapshot, min_repeats: int = 3) -> tuple[list[OpInfo],
     """Ops with each repeated chain folded into one node that says what it holds.
 
     A chain runs from op to op while an op's output is used by the next op alone (and is no
-    output and has no name). Where the op names along a chain repeat a pattern of up to 8 ops
-    (``mul``, or ``add → mul → tanh``) `min_repeats` times or more, that stretch becomes one
-    node, such as ``[add → mul → tanh] ×1111``; constants used only inside it are folded in.
+    output and has no name); an op joins the first chain that reaches it. Where the op names
+    along a chain repeat a pattern of up to 8 ops (``mul``, or ``matmul → add → relu``)
+    `min_repeats` times or more, that stretch becomes one node, such as
+    ``[add → mul → tanh] ×1111``; constants used only inside it are folded in.
     Returns the ops to draw and the indices of the tensors hidden inside folded stretches.
     """
     consumers: dict[int, list[OpInfo]] = {}
@@ -25,14 +26,14 @@ def collapse_chains(snap: Snapshot, min_repeats: int = 3) -> tuple[list[OpInfo],
         users, middle = consumers.get(op.output, []), snap.tensors[op.output]
         return users[0] if len(users) == 1 and not middle.is_root and not middle.label else None
 
-    followed = {nxt.index for op in snap.ops if (nxt := next_in_chain(op)) is not None}
-    drawn, hidden = [], set()
-    for head in snap.ops:
-        if head.index in followed:
-            continue  # drawn with the chain it belongs to
+    drawn, hidden, claimed = [], set(), set()
+    for head in snap.ops:  # in walk order: an op comes after those that made its inputs
+        if head.index in claimed:
+            continue  # drawn with the chain that reached it first
         chain = [head]
-        while (nxt := next_in_chain(chain[-1])) is not None:
+        while (nxt := next_in_chain(chain[-1])) is not None and nxt.index not in claimed:
             chain.append(nxt)
+            claimed.add(nxt.index)
         start = 0
         while start < len(chain):
             period, length = _repeated_stretch([op.name for op in chain[start:]], min_repeats)
