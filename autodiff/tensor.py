@@ -108,6 +108,12 @@ class Tensor:
     def __len__(self) -> int:
         return len(self.data)
 
+    def __iter__(self):
+        """The sub-tensors along dim 0, each recorded like ``t[i]``."""
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(len(self)))
+
     def __bool__(self) -> bool:
         return bool(self.data)
 

@@ -64,3 +64,11 @@ def test_functions_mirror_methods():
     np.testing.assert_array_equal(ad.sum(x, 0).data, x.sum(0).data)
     np.testing.assert_array_equal(ad.matmul(x, x).data, (x @ x).data)
     np.testing.assert_array_equal(ad.clamp(x, min=0).data, x.clamp(min=0).data)
+
+
+def test_iterating_gives_rows_that_carry_gradients():
+    x = ad.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    rows = list(x)
+    assert [r.tolist() for r in rows] == [[1.0, 2.0], [3.0, 4.0]]
+    (rows[0] * rows[1]).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [[3.0, 4.0], [1.0, 2.0]])
