@@ -31,7 +31,7 @@ def sign(x):
 def where(condition, a, b):
     if is_array(a) or is_array(b):
         return np.where(condition, a, b)
-    from autodiff.tensor import where as tensor_where
+    from autodiff.tensor import where as tensor_where  # here: autodiff.tensor imports this module
 
     return tensor_where(condition, a, b)
 
