@@ -57,14 +57,17 @@ def _seed(caller: str, root: Tensor, gradient, create_graph: bool):
         if root.size != 1:
             raise RuntimeError(f"{caller}: a gradient can be implied only for a tensor of one "
                                f"element; this one has shape {root.shape}: pass gradient=")
-        gradient = np.ones_like(root.data)
-    g = gradient.data if isinstance(gradient, Tensor) else np.asarray(gradient, dtype=root.dtype)
-    if g.shape != root.shape:
-        raise ShapeError(f"{caller}: gradient of shape {g.shape} does not match the tensor's "
-                         f"shape {root.shape}")
-    if create_graph:
-        return gradient if isinstance(gradient, Tensor) else Tensor._wrap(g)
-    return g.copy() if g is gradient or g is getattr(gradient, "data", None) else g
+        g = np.ones_like(root.data)
+    else:
+        if create_graph and isinstance(gradient, Tensor):
+            g = gradient  # a recorded backward keeps the seed's own graph
+        else:  # the user's array is copied: the walker may hand it to a leaf as its .grad
+            g = np.array(gradient.data if isinstance(gradient, Tensor) else gradient,
+                         dtype=root.dtype)
+        if g.shape != root.shape:
+            raise ShapeError(f"{caller}: gradient of shape {g.shape} does not match the "
+                             f"tensor's shape {root.shape}")
+    return Tensor._wrap(g) if create_graph and not isinstance(g, Tensor) else g
 
 
 def _count_consumers(roots: list[Tensor]) -> dict[Tensor, int]:
