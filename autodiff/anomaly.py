@@ -6,14 +6,13 @@ wrong gradient), every op notes the first line of code outside the engine that c
 
 from __future__ import annotations
 
-import contextlib
 import linecache
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from autodiff.graph import GradMode
+from autodiff.graph import GradMode, switched
 
 ENGINE = str(Path(__file__).resolve().parent)
 
@@ -53,28 +52,10 @@ def check_backward(node, upstream, grads: list) -> None:
                                f"was created at {node.origin}")
 
 
-@contextlib.contextmanager
-def recording_origins():
-    previous, GradMode.record_origins = GradMode.record_origins, True
-    try:
-        yield
-    finally:
-        GradMode.record_origins = previous
-
-
-class detect_anomaly(contextlib.ContextDecorator):
+def detect_anomaly():
     """Context manager (and decorator): a NaN or inf produced in forward or backward raises
     AnomalyError naming the op and the line of user code that created it (as PyTorch's)."""
-
-    def __init__(self) -> None:
-        self._previous: list[tuple[bool, bool]] = []
-
-    def __enter__(self) -> None:
-        self._previous.append((GradMode.detect_anomaly, GradMode.record_origins))
-        GradMode.detect_anomaly = GradMode.record_origins = True
-
-    def __exit__(self, *exc: object) -> None:
-        GradMode.detect_anomaly, GradMode.record_origins = self._previous.pop()
+    return switched(detect_anomaly=True, record_origins=True)
 
 
 def _array(x) -> np.ndarray:

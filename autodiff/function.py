@@ -27,7 +27,7 @@ import numpy as np
 
 from autodiff import anomaly
 from autodiff.errors import ShapeError
-from autodiff.graph import GradMode, freed_error, grad_mode
+from autodiff.graph import GradMode, freed_error, switched
 from autodiff.tensor import Tensor
 
 
@@ -55,7 +55,7 @@ class Function:
     @classmethod
     def apply(cls, *args: Any) -> Tensor:
         ctx = Context()
-        with grad_mode(False):
+        with switched(enabled=False):
             result = cls.forward(ctx, *args)
         out = result if isinstance(result, Tensor) else Tensor._wrap(np.asarray(result))
         out = Tensor._wrap(out.data)  # a fresh tensor: forward may have returned an input
@@ -93,7 +93,7 @@ class FunctionNode:
         if create_graph:
             grads = self.function.backward(self.ctx, g)
         else:
-            with grad_mode(False):
+            with switched(enabled=False):
                 grads = self.function.backward(self.ctx, Tensor._wrap(g))
         grads = grads if isinstance(grads, tuple) else (grads,)
         if len(grads) <= max(self.arg_slots):

@@ -43,27 +43,22 @@ def is_grad_enabled() -> bool:
     return GradMode.enabled
 
 
-class no_grad(contextlib.ContextDecorator):
-    """Context manager and decorator: ops inside record nothing (as torch.no_grad)."""
-
-    def __init__(self) -> None:
-        self._previous: list[bool] = []
-
-    def __enter__(self) -> None:
-        self._previous.append(GradMode.enabled)
-        GradMode.enabled = False
-
-    def __exit__(self, *exc: object) -> None:
-        GradMode.enabled = self._previous.pop()
-
-
 @contextlib.contextmanager
-def grad_mode(enabled: bool):
-    previous, GradMode.enabled = GradMode.enabled, enabled
+def switched(**flags: bool):
+    """Set GradMode's flags for a block and restore them after; also usable as a decorator."""
+    previous = {name: getattr(GradMode, name) for name in flags}
+    for name, value in flags.items():
+        setattr(GradMode, name, value)
     try:
         yield
     finally:
-        GradMode.enabled = previous
+        for name, value in previous.items():
+            setattr(GradMode, name, value)
+
+
+def no_grad():
+    """Context manager and decorator: ops inside record nothing (as torch.no_grad)."""
+    return switched(enabled=False)
 
 
 class GraphFreedError(RuntimeError):

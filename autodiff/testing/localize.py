@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from autodiff.anomaly import recording_origins
 from autodiff.gradcheck import GradcheckError, Mismatch, gradcheck, outputs_of
-from autodiff.graph import tensors_in_order
+from autodiff.graph import switched, tensors_in_order
 from autodiff.tensor import Tensor, apply
 
 
@@ -31,7 +30,7 @@ class Finding:
 def localize(fn: Callable, inputs: list, **tolerances) -> Finding | None:
     """Run `fn`, then gradcheck every recorded op alone at the values it saw, in the order they
     ran; return the first that fails (or None when every op's VJP is right)."""
-    with recording_origins():
+    with switched(record_origins=True):
         outputs = outputs_of(fn(*inputs))
     for node in [t.grad_fn for t in tensors_in_order(outputs) if t.grad_fn is not None]:
         values = [Tensor(t.data.copy(), requires_grad=t.requires_grad) for t in node.inputs]
