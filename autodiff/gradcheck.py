@@ -131,10 +131,10 @@ def analytical_vjp(fn: Callable, inputs: list, upstream: list[np.ndarray]) -> di
             for i, g in zip(checked, grads)}
 
 
-def projected(fn: Callable, upstream: list[np.ndarray]) -> Callable[..., float]:
-    """x ↦ <u, f(x)>: the scalar whose gradient is Jᵀu."""
-    def value(*xs) -> float:
-        return sum(float(np.vdot(u, o.data)) for u, o in zip(upstream, outputs_of(fn(*xs))))
+def projected(fn: Callable, upstream: list[np.ndarray]) -> Callable[..., complex]:
+    """x ↦ <u, f(x)>: the scalar whose gradient is Jᵀu (complex for complex x: complex step)."""
+    def value(*xs):
+        return sum(np.vdot(u, o.data) for u, o in zip(upstream, outputs_of(fn(*xs))))
     return value
 
 

@@ -14,10 +14,10 @@ from autodiff.gradcheck import (
     compare,
     differentiable,
     numerical_vjp,
-    outputs_of,
+    projected,
     random_upstream,
 )
-from autodiff.graph import grad_mode
+from autodiff.graph import switched
 from autodiff.tensor import Tensor
 from autodiff.testing.localize import localize
 
@@ -76,8 +76,8 @@ def assert_grad_close(fn: Callable[..., Tensor | Sequence[Tensor]], inputs: Sequ
 def complex_step_vjp(fn: Callable, inputs: list, upstream: list[np.ndarray],
                      h: float = 1e-20) -> dict[int, np.ndarray]:
     """Jᵀu by the complex step: Im <u, f(x + ih·e_k)> / h for each element k (no cancellation)."""
-    result = {}
-    with grad_mode(False):
+    result, value = {}, projected(fn, upstream)
+    with switched(enabled=False):
         for i in differentiable(inputs):
             shifted = list(inputs)
             base = inputs[i].data.astype(np.complex128)
@@ -86,9 +86,7 @@ def complex_step_vjp(fn: Callable, inputs: list, upstream: list[np.ndarray],
                 x = base.copy()
                 x[index] += 1j * h
                 shifted[i] = Tensor(x)
-                value = sum(np.vdot(u, o.data) for u, o in zip(upstream,
-                                                                outputs_of(fn(*shifted))))
-                gradient[index] = np.imag(value) / h
+                gradient[index] = np.imag(value(*shifted)) / h
             result[i] = gradient
     return result
 
