@@ -7,6 +7,7 @@ wrong gradient), every op notes the first line of code outside the engine that c
 from __future__ import annotations
 
 import linecache
+import os
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from autodiff.graph import GradMode, switched
 
-ENGINE = str(Path(__file__).resolve().parent)
+ENGINE = str(Path(__file__).resolve().parent) + os.sep  # the package's directory, not a prefix
 
 
 class AnomalyError(FloatingPointError):
@@ -52,10 +53,24 @@ def check_backward(node, upstream, grads: list) -> None:
                                f"was created at {node.origin}")
 
 
-def detect_anomaly():
+class detect_anomaly(switched):
     """Context manager (and decorator): a NaN or inf produced in forward or backward raises
-    AnomalyError naming the op and the line of user code that created it (as PyTorch's)."""
-    return switched(detect_anomaly=True, record_origins=True)
+    AnomalyError naming the op and the line of user code that created it (as PyTorch's).
+    NumPy's own divide/invalid/overflow warnings are silenced inside: the error says it all."""
+
+    def __init__(self) -> None:
+        super().__init__(detect_anomaly=True, record_origins=True)
+
+    def __enter__(self) -> detect_anomaly:
+        super().__enter__()
+        quiet = np.errstate(divide="ignore", invalid="ignore", over="ignore")
+        quiet.__enter__()
+        self._saved.stack[-1]["_errstate"] = quiet  # left on exit, with the flags
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._saved.stack[-1].pop("_errstate").__exit__(*exc)
+        super().__exit__(*exc)
 
 
 def _array(x) -> np.ndarray:

@@ -14,8 +14,8 @@ import numpy as np
 
 from autodiff import anomaly, xp
 from autodiff.errors import ShapeError
-from autodiff.graph import GradMode, GradObservers, freed_error
-from autodiff.tensor import Tensor
+from autodiff.graph import GradMode, freed_error
+from autodiff.tensor import Tensor, as_numeric_array
 
 
 def backward(root: Tensor, gradient=None, *, retain_graph: bool = False,
@@ -29,10 +29,18 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
          grad_outputs=None, retain_graph: bool | None = None, create_graph: bool = False,
          allow_unused: bool = False) -> tuple[Tensor | None, ...]:
     """d(outputs)/d(inputs) · grad_outputs, as a tuple of Tensors; ``.grad`` is left untouched."""
-    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
-    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-    if grad_outputs is None or isinstance(grad_outputs, (Tensor, np.ndarray)):
-        grad_outputs = [grad_outputs] * len(outputs)
+    outputs = _tensors("outputs", outputs)
+    inputs = _tensors("inputs", inputs)
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif isinstance(grad_outputs, (Tensor, np.ndarray)):
+        grad_outputs = [grad_outputs]
+    else:
+        grad_outputs = list(grad_outputs)
+    if len(grad_outputs) != len(outputs):
+        raise RuntimeError(f"grad: got {len(outputs)} output tensor(s) and {len(grad_outputs)} "
+                           "grad_outputs; give one gradient per output (None for an output of "
+                           "one element)")
     seeds = [_seed("grad", out, g, create_graph) for out, g in zip(outputs, grad_outputs)]
     for i, t in enumerate(inputs):
         if not t.requires_grad:
@@ -49,6 +57,16 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
     return tuple(result)
 
 
+def _tensors(argument: str, value) -> list[Tensor]:
+    """A Tensor or a sequence of Tensors, as a list; anything else is a TypeError."""
+    tensors = [value] if isinstance(value, Tensor) else \
+        list(value) if isinstance(value, (list, tuple)) else None
+    if not tensors or not all(isinstance(t, Tensor) for t in tensors):
+        raise TypeError(f"grad: {argument} must be a Tensor or a non-empty sequence of Tensors, "
+                        f"got {value!r:.80}")
+    return tensors
+
+
 def _seed(caller: str, root: Tensor, gradient, create_graph: bool):
     if not root.requires_grad:
         raise RuntimeError(f"{caller}: the tensor does not require grad and has no grad_fn (was it "
@@ -62,8 +80,8 @@ def _seed(caller: str, root: Tensor, gradient, create_graph: bool):
         if create_graph and isinstance(gradient, Tensor):
             g = gradient  # a recorded backward keeps the seed's own graph
         else:  # the user's array is copied: the walker may hand it to a leaf as its .grad
-            g = np.array(gradient.data if isinstance(gradient, Tensor) else gradient,
-                         dtype=root.dtype)
+            g = np.array(gradient.data if isinstance(gradient, Tensor) else
+                         as_numeric_array(f"{caller}: gradient", gradient), dtype=root.dtype)
         if g.shape != root.shape:
             raise ShapeError(f"{caller}: gradient of shape {g.shape} does not match the "
                              f"tensor's shape {root.shape}")
@@ -102,7 +120,7 @@ def _walk(roots: list[Tensor], seeds: list, retain: bool, create_graph: bool,
         grads[root] = seed if root not in grads else grads[root] + seed
     ready = list({r: None for r in roots if pending.get(r, 0) == 0})
     found = {}
-    observers, anomalies = GradObservers.active, GradMode.detect_anomaly
+    observers, anomalies = GradMode.observers, GradMode.detect_anomaly
     recording, GradMode.enabled = GradMode.enabled, create_graph  # a recorded backward is a graph
     try:
         while ready:
@@ -164,14 +182,17 @@ def _unshared(grads: list) -> list:
 
 
 def _accumulate_into_leaf(t: Tensor, g, create_graph: bool) -> None:
-    if create_graph:
-        t.grad = g if t.grad is None else t.grad + g
-    elif t.grad is None:
+    """Add g into t.grad. Only an array that backward made itself is added into in place: a
+    tensor the user assigned to .grad, or the seed, is never changed (a new one replaces it)."""
+    current = t._grad
+    if create_graph:  # g is a recorded Tensor, perhaps the user's seed: never add into it
+        t._grad, t._grad_owned = (g if current is None else current + g), False
+    elif current is None:
         # keep the array itself when the walker owns it alone: a fresh, writeable array
         # (a rule's result, never the user's seed); copy a view or a read-only one
         owned = type(g) is np.ndarray and g.base is None and g.flags.writeable
-        t.grad = Tensor._wrap(g if owned else np.array(g, dtype=t.dtype))
-    elif t.grad.grad_fn is None and t.grad.data.flags.writeable:
-        t.grad.data += g
+        t._grad, t._grad_owned = Tensor._wrap(g if owned else np.array(g, dtype=t.dtype)), True
+    elif t._grad_owned and current.data.flags.writeable:
+        current.data += g
     else:
-        t.grad = Tensor._wrap(t.grad.data + g)
+        t._grad, t._grad_owned = Tensor._wrap(current.data + g), True

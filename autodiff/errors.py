@@ -6,6 +6,8 @@ forward fails, `explain` turns NumPy's complaint into one that speaks of the op 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -13,22 +15,37 @@ class ShapeError(ValueError):
     """An op was given operands whose shapes (or dims, or indices) it cannot take."""
 
 
-def explain(op_name: str, shapes: list[tuple[int, ...]], params: dict, error: Exception) -> str:
+def explain(op_name: str, inputs: Sequence, params: dict, error: Exception) -> Exception:
+    """The error to raise when an op's forward failed with NumPy's `error`: a ShapeError when the
+    operands' shapes do not fit the op, else an error of NumPy's kind, in the op's words."""
+    shapes = [t.shape for t in inputs]
     if op_name == "matmul":
-        return _explain_matmul(*shapes)
-    if len(shapes) >= 2:
+        return ShapeError(_explain_matmul(*shapes))
+    listed = " and ".join(f"{t.shape} {t.dtype}" for t in inputs)
+    if len(shapes) >= 2 and not _broadcastable(shapes):
         listed = " and ".join(str(s) for s in shapes)
-        return (f"{op_name}: cannot broadcast shapes {listed} "
-                "(aligned from the right, each dimension must be equal or 1)")
+        return ShapeError(f"{op_name}: cannot broadcast shapes {listed} "
+                          "(aligned from the right, each dimension must be equal or 1)")
+    if len(shapes) >= 2 or isinstance(error, TypeError):
+        kind = TypeError if isinstance(error, TypeError) else ValueError
+        return kind(f"{op_name}: cannot apply to operands {listed}: {error}")
     (shape,) = shapes
     if op_name == "reshape":
-        return (f"reshape: cannot reshape a tensor of shape {shape} ({int(np.prod(shape))} "
-                f"elements) into {params['shape']}")
+        return ShapeError(f"reshape: cannot reshape a tensor of shape {shape} "
+                          f"({int(np.prod(shape))} elements) into {params['shape']}")
     if op_name == "broadcast_to":
-        return f"broadcast_to: cannot broadcast shape {shape} to {params['shape']}"
+        return ShapeError(f"broadcast_to: cannot broadcast shape {shape} to {params['shape']}")
     if op_name == "index":
-        return f"index: {error} (tensor of shape {shape})"
-    return f"{op_name}: cannot apply to a tensor of shape {shape}: {error}"
+        return ShapeError(f"index: {error} (tensor of shape {shape})")
+    return ShapeError(f"{op_name}: cannot apply to a tensor of shape {shape}: {error}")
+
+
+def _broadcastable(shapes: list[tuple[int, ...]]) -> bool:
+    try:
+        np.broadcast_shapes(*shapes)
+    except ValueError:
+        return False
+    return True
 
 
 def _explain_matmul(a: tuple[int, ...], b: tuple[int, ...]) -> str:
@@ -59,6 +76,13 @@ def check_dims(op_name: str, shape: tuple[int, ...], dim) -> tuple[int, ...] | N
     if len(set(normalized)) != len(normalized):
         raise ShapeError(f"{op_name}: dim {dim} names the same dimension twice")
     return tuple(sorted(normalized))
+
+
+def reduced_dims(op_name: str, shape: tuple[int, ...], dim) -> tuple[int, ...] | None:
+    """The dims a reduction (sum, mean, max) runs over; an empty tuple means all of them, as in
+    PyTorch (NumPy would reduce none)."""
+    dims = check_dims(op_name, shape, dim)
+    return None if dims == () else dims
 
 
 def check_dim(op_name: str, shape: tuple[int, ...], dim) -> int:

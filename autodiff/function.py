@@ -27,8 +27,8 @@ import numpy as np
 
 from autodiff import anomaly
 from autodiff.errors import ShapeError
-from autodiff.graph import GradMode, freed_error, switched
-from autodiff.tensor import Tensor
+from autodiff.graph import GradMode, check_versions, freed_error, switched
+from autodiff.tensor import Tensor, as_numeric_array
 
 
 class Context:
@@ -36,9 +36,15 @@ class Context:
 
     def __init__(self) -> None:
         self.saved_tensors: tuple[Tensor, ...] = ()
+        self.saved_versions: list[int] = []  # backward refuses to run if one of them changed
 
     def save_for_backward(self, *tensors: Tensor) -> None:
+        for i, t in enumerate(tensors):
+            if t is not None and not isinstance(t, Tensor):
+                raise TypeError(f"save_for_backward: argument {i} must be a Tensor or None, "
+                                f"got {type(t).__name__} (keep other values as ctx attributes)")
         self.saved_tensors = tensors
+        self.saved_versions = [t._version if t is not None else 0 for t in tensors]
 
 
 class Function:
@@ -57,8 +63,12 @@ class Function:
         ctx = Context()
         with switched(enabled=False):
             result = cls.forward(ctx, *args)
-        out = result if isinstance(result, Tensor) else Tensor._wrap(np.asarray(result))
-        out = Tensor._wrap(out.data)  # a fresh tensor: forward may have returned an input
+        if not isinstance(result, (Tensor, np.ndarray, np.generic, int, float)):
+            raise TypeError(f"{cls.__name__}.forward returned {type(result).__name__}; it must "
+                            "return a Tensor or an array of numbers")
+        # a fresh tensor: forward may have returned an input
+        out = Tensor._wrap(as_numeric_array(f"{cls.__name__}.forward's result",
+                                            getattr(result, "data", result)))
         slots = tuple(i for i, a in enumerate(args) if isinstance(a, Tensor))
         inputs = tuple(args[i] for i in slots)
         if GradMode.enabled and any(t.requires_grad for t in inputs):
@@ -90,29 +100,34 @@ class FunctionNode:
     def vjp(self, g: Any, create_graph: bool) -> list:
         if self.inputs is None:
             raise freed_error(self)
+        saved = self.ctx.saved_tensors
+        check_versions(self, saved, self.ctx.saved_versions, None,
+                       tuple(i for i, t in enumerate(saved) if t is not None), "saved tensor")
         if create_graph:
             grads = self.function.backward(self.ctx, g)
         else:
             with switched(enabled=False):
                 grads = self.function.backward(self.ctx, Tensor._wrap(g))
         grads = grads if isinstance(grads, tuple) else (grads,)
-        if len(grads) <= max(self.arg_slots):
-            raise TypeError(f"{self.name}.backward returned {len(grads)} gradient(s); it must "
-                            "return one per argument of forward (None where there is none)")
+        if len(grads) != len(self.args):
+            raise TypeError(f"{self.name}.backward returned {len(grads)} gradient(s) for the "
+                            f"{len(self.args)} argument(s) of forward; it must return one per "
+                            "argument (None where there is none)")
         return [self._checked(grads[slot], t, create_graph) if t.requires_grad else None
                 for slot, t in zip(self.arg_slots, self.inputs)]
 
     def _checked(self, g: Any, t: Tensor, create_graph: bool) -> Any:
         if g is None:
             return None
-        if create_graph:
-            return g if isinstance(g, Tensor) else Tensor._wrap(np.asarray(g, dtype=t.dtype))
-        # a copy: the array may be one the user keeps (the engine may accumulate into it)
-        g = np.array(g.data if isinstance(g, Tensor) else g, dtype=t.dtype)
+        if not isinstance(g, Tensor):
+            g = as_numeric_array(f"{self.name}.backward's gradient", g)
         if not _sums_to(g.shape, t.shape):
             raise ShapeError(f"{self.name}.backward: gradient of shape {g.shape} does not match "
                              f"its input's shape {t.shape}")
-        return g
+        if create_graph:
+            return g if isinstance(g, Tensor) else Tensor._wrap(g.astype(t.dtype))
+        # a copy: the array may be one the user keeps (the engine may accumulate into it)
+        return np.array(g.data if isinstance(g, Tensor) else g, dtype=t.dtype)
 
     def release(self) -> None:
         self.inputs = self.ctx = self.args = None

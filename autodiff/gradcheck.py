@@ -34,6 +34,7 @@ class Mismatch:
     error: float
     tolerance: float
     oracle: str = "finite differences"
+    projected: bool = False  # the values are Jᵀu for a random u, not the gradient itself
 
     @property
     def label(self) -> str:
@@ -43,7 +44,9 @@ class Mismatch:
         return (f"{prefix}: the gradient of input {self.input} (shape {self.shape}) disagrees "
                 f"with {self.oracle}; worst at index {self.index}: analytical "
                 f"{self.analytical:.6g}, {self.label} {self.expected:.6g}, error "
-                f"{self.error:.3g} > tolerance {self.tolerance:.3g} (atol + rtol·|expected|)")
+                f"{self.error:.3g} > tolerance {self.tolerance:.3g} (atol + rtol·|expected|)"
+                + ("; the values are Jᵀu, the gradient of <u, output> for a random upstream u "
+                   "of the output's shape" if self.projected else ""))
 
 
 class GradcheckError(RuntimeError):
@@ -62,6 +65,7 @@ def gradcheck(fn: Callable[..., Tensor | Sequence[Tensor]], inputs: Tensor | Seq
     Returns True when all agree; otherwise raises GradcheckError naming the input, the worst
     element, both values and the error, or returns False with ``raise_exception=False``.
     """
+    check_steps("gradcheck", eps=eps, atol=atol, rtol=rtol)
     inputs = as_float64(inputs)
     checked = differentiable(inputs)
     if not checked:
@@ -73,7 +77,8 @@ def gradcheck(fn: Callable[..., Tensor | Sequence[Tensor]], inputs: Tensor | Seq
         return True
     numerical = numerical_vjp(fn, inputs, upstream, eps)
     for i in checked:
-        mismatch = compare(i, analytical[i], numerical[i], atol, rtol)
+        mismatch = compare(i, analytical[i], numerical[i], atol, rtol,
+                           projected=is_projected(upstream))
         if mismatch:
             if raise_exception:
                 raise GradcheckError(mismatch)
@@ -100,6 +105,14 @@ def gradgradcheck(fn: Callable[..., Tensor | Sequence[Tensor]], inputs: Tensor |
                      raise_exception=raise_exception, fast_mode=fast_mode, seed=seed)
 
 
+def check_steps(caller: str, **values: float) -> None:
+    """eps, atol and rtol must be finite; eps > 0, the tolerances ≥ 0."""
+    for name, value in values.items():
+        if not np.isfinite(value) or value < 0 or (name == "eps" and value == 0):
+            raise ValueError(f"{caller}: {name} must be a finite number "
+                             f"{'> 0' if name == 'eps' else '≥ 0'}, got {value}")
+
+
 def as_float64(inputs) -> list:
     """Float64 copies of the floating inputs (other inputs as they are)."""
     inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
@@ -112,12 +125,27 @@ def differentiable(inputs: list) -> list[int]:
 
 
 def outputs_of(result) -> list[Tensor]:
-    return [result] if isinstance(result, Tensor) else list(result)
+    """fn's result as a list of Tensors; anything else is a TypeError."""
+    outputs = [result] if isinstance(result, Tensor) else \
+        list(result) if isinstance(result, (list, tuple)) else []
+    if not outputs or not all(isinstance(o, Tensor) for o in outputs):
+        raise TypeError(f"gradcheck: the function must return a Tensor or a sequence of Tensors, "
+                        f"got {type(result).__name__}")
+    return outputs
 
 
 def random_upstream(fn: Callable, inputs: list, rng: np.random.Generator) -> list[np.ndarray]:
-    """A random upstream gradient u per output of fn(*inputs) (never all ones: see above)."""
-    return [rng.standard_normal(o.shape) for o in outputs_of(fn(*inputs))]
+    """A random upstream gradient u per output of fn(*inputs) (never all ones: see above);
+    for a single output of one element, u = 1, so the values checked are the gradient itself."""
+    outputs = outputs_of(fn(*inputs))
+    if len(outputs) == 1 and outputs[0].size == 1:
+        return [np.ones(outputs[0].shape)]
+    return [rng.standard_normal(o.shape) for o in outputs]
+
+
+def is_projected(upstream: list[np.ndarray]) -> bool:
+    """Whether the compared values are Jᵀu for a random u (not a scalar's gradient itself)."""
+    return not (len(upstream) == 1 and upstream[0].size == 1)
 
 
 def analytical_vjp(fn: Callable, inputs: list, upstream: list[np.ndarray]) -> dict[int, np.ndarray]:
@@ -175,7 +203,7 @@ def _projection_agrees(fn, inputs, upstream, analytical, rng, eps, atol, rtol) -
 
 
 def compare(i: int, analytical: np.ndarray, expected: np.ndarray, atol: float, rtol: float,
-            oracle: str = "finite differences") -> Mismatch | None:
+            oracle: str = "finite differences", projected: bool = False) -> Mismatch | None:
     """None when close everywhere; otherwise the element furthest out of tolerance."""
     if analytical.size == 0:
         return None
@@ -186,4 +214,5 @@ def compare(i: int, analytical: np.ndarray, expected: np.ndarray, atol: float, r
         return None
     worst = np.unravel_index(np.argmax(excess), analytical.shape)
     return Mismatch(i, analytical.shape, tuple(int(k) for k in worst), float(analytical[worst]),
-                    float(expected[worst]), float(error[worst]), float(tolerance[worst]), oracle)
+                    float(expected[worst]), float(error[worst]), float(tolerance[worst]), oracle,
+                    projected)

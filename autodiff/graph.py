@@ -8,55 +8,57 @@ The backward walker (`autodiff.backward`) talks to a node through three things o
 from __future__ import annotations
 
 import contextlib
+import threading
 import weakref
 from typing import Any
 
 from autodiff.ops import Op
 
 
-class GradMode:
-    """Global switches read on every recorded op (one attribute lookup each)."""
+class GradModes(threading.local):
+    """Switches read on every recorded op. Each thread has its own, as in PyTorch: `no_grad` in
+    one thread does not stop another from recording."""
 
-    enabled = True
-    detect_anomaly = False
-    record_origins = False  # on under detect_anomaly, and while autodiff.testing localises
+    def __init__(self) -> None:
+        self.enabled = True
+        self.detect_anomaly = False
+        self.record_origins = False  # on under detect_anomaly, and while autodiff.testing localises
+        # objects told each tensor's complete gradient during backward (`autodiff.viz`
+        # snapshots); the walker checks the list once per node, nothing is called when it is empty
+        self.observers: list = []
 
 
-class GradObservers:
-    """Objects told each tensor's complete gradient during backward (`autodiff.viz` snapshots).
-
-    The walker checks ``active`` once per node; nothing is called when it is empty.
-    """
-
-    active: list = []
-
-    @classmethod
-    def add(cls, observer) -> None:
-        cls.active.append(observer)
-
-    @classmethod
-    def remove(cls, observer) -> None:
-        cls.active.remove(observer)
+GradMode = GradModes()
 
 
 def is_grad_enabled() -> bool:
     return GradMode.enabled
 
 
-@contextlib.contextmanager
-def switched(**flags: bool):
-    """Set GradMode's flags for a block and restore them after; also usable as a decorator."""
-    previous = {name: getattr(GradMode, name) for name in flags}
-    for name, value in flags.items():
-        setattr(GradMode, name, value)
-    try:
-        yield
-    finally:
-        for name, value in previous.items():
+class switched(contextlib.ContextDecorator):
+    """Set GradMode's flags for a block and restore them after; also a decorator.
+
+    One object may be entered again, nested, and from several threads at once: what each entry
+    restores is kept on a stack of the entering thread.
+    """
+
+    def __init__(self, **flags: bool) -> None:
+        self.flags = flags
+        self._saved = threading.local()
+
+    def __enter__(self) -> switched:
+        stack = self._saved.__dict__.setdefault("stack", [])
+        stack.append({name: getattr(GradMode, name) for name in self.flags})
+        for name, value in self.flags.items():
+            setattr(GradMode, name, value)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name, value in self._saved.stack.pop().items():
             setattr(GradMode, name, value)
 
 
-def no_grad():
+def no_grad() -> switched:
     """Context manager and decorator: ops inside record nothing (as torch.no_grad)."""
     return switched(enabled=False)
 
@@ -73,9 +75,13 @@ def freed_error(node: Any) -> GraphFreedError:
 
 
 class Node:
-    """One application of a primitive: its op, input tensors and parameters (dim, shape, ...)."""
+    """One application of a primitive: its op, input tensors and parameters (dim, shape, ...).
 
-    __slots__ = ("op", "inputs", "params", "_out", "origin")
+    It notes each input's version when recorded: backward refuses to run a rule whose saved
+    tensors were changed in place since (the rule would compute with the new values).
+    """
+
+    __slots__ = ("op", "inputs", "params", "_out", "origin", "versions")
 
     def __init__(self, op: Op, inputs: tuple, params: dict, out: Any) -> None:
         self.op = op
@@ -83,6 +89,7 @@ class Node:
         self.params = params
         self._out = weakref.ref(out)  # weak: the output holds this node, not the other way round
         self.origin = None  # where user code created it, noted while origins are recorded
+        self.versions = [t._version for t in inputs]
 
     @property
     def name(self) -> str:
@@ -93,6 +100,7 @@ class Node:
         if inputs is None:
             raise freed_error(self)
         out = self._out()
+        check_versions(self, inputs, self.versions, out, self.op.saves)
         if create_graph:
             args = inputs
         else:
@@ -108,6 +116,27 @@ class Node:
 
     def __repr__(self) -> str:
         return f"<{camel(self.name)}Backward>"
+
+
+def check_versions(node: Any, tensors: tuple, versions: list[int], out: Any,
+                   saves: tuple[int | str, ...] | None, what: str = "input") -> None:
+    """Raise if a tensor that `node`'s gradient rule reads was modified in place since it was
+    recorded. `saves` names what the rule reads: input positions, "out" for the output; None
+    for all of them."""
+    for i in (*range(len(tensors)), "out") if saves is None else saves:
+        if i == "out":
+            if out is not None and out._version != 0:
+                raise modified_error(node, "output", out, 0)
+        elif tensors[i]._version != versions[i]:
+            raise modified_error(node, f"{what} {i}", tensors[i], versions[i])
+
+
+def modified_error(node: Any, which: str, t: Any, recorded: int) -> RuntimeError:
+    return RuntimeError(
+        f"backward: {node.name}'s {which} (shape {t.shape}) was modified in place after it was "
+        f"used (its version is {t._version}, it was {recorded} when {node.name} recorded it), "
+        f"and {node.name}'s gradient needs the old values; modify a copy, or modify it before "
+        "using it")
 
 
 def tensors_in_order(roots: list) -> list:

@@ -42,6 +42,9 @@ class Op:
     domain: str = ""  # in words: inputs outside which the op or its gradient is undefined
     positive: tuple[int, ...] = ()  # inputs that must be > 0
     nonzero: tuple[int, ...] = ()  # inputs that must be ≠ 0
+    # what the VJP rules read besides shapes (input positions, "out"; None: all inputs and the
+    # output): backward refuses to run them when one of these was modified in place since
+    saves: tuple[int | str, ...] | None = None
 
     def rules(self) -> list[str]:
         """The formula of each input's gradient rule (its docstring)."""
@@ -108,8 +111,11 @@ def neg_vjp(g, out, x):
 
 
 def pow_da(g, out, a, b):
-    """dA = G·B·A^(B−1)"""
-    return g * b * a ** (b - 1)
+    """dA = G·B·A^(B−1)   (0 where A = B = 0, as PyTorch: A⁰ = 1 is constant)"""
+    exponent = b - 1
+    if (np.asarray(b) == 0).any():  # B·A^(B−1) is 0·∞ where A = 0 too: take A¹ there instead
+        exponent = exponent + ((np.asarray(a) == 0) & (np.asarray(b) == 0))
+    return g * b * a ** exponent
 
 
 def pow_db(g, out, a, b):
@@ -117,11 +123,12 @@ def pow_db(g, out, a, b):
     return g * out * xp.log(a)
 
 
-ADD = primitive("add", np.add, add_da, add_db)
-SUB = primitive("sub", np.subtract, add_da, sub_db)
-MUL = primitive("mul", np.multiply, mul_da, mul_db)
-DIV = primitive("div", np.divide, div_da, div_db, domain="B ≠ 0", nonzero=(1,))
-NEG = primitive("neg", np.negative, neg_vjp)
+ADD = primitive("add", np.add, add_da, add_db, saves=())
+SUB = primitive("sub", np.subtract, add_da, sub_db, saves=())
+MUL = primitive("mul", np.multiply, mul_da, mul_db, saves=(0, 1))
+DIV = primitive("div", np.divide, div_da, div_db, domain="B ≠ 0", nonzero=(1,),
+                saves=(1, "out"))
+NEG = primitive("neg", np.negative, neg_vjp, saves=())
 POW = primitive("pow", operator.pow, pow_da, pow_db,  # a ** b: NumPy squares a ** 2 fast
                 domain="A > 0 for a non-integer exponent and for dB; A ≠ 0 where B < 1",
                 positive=(0,))
@@ -153,7 +160,7 @@ def matmul_db(g, out, a, b):
     return xp.sum_to(a2.mT @ g2, b2.shape).reshape(b.shape)
 
 
-MATMUL = primitive("matmul", np.matmul, matmul_da, matmul_db)
+MATMUL = primitive("matmul", np.matmul, matmul_da, matmul_db, saves=(0, 1))
 
 
 # ---------------------------------------------------------------- elementwise
@@ -213,19 +220,19 @@ def tanh_vjp(g, out, x):
     return g * (1 - out * out)
 
 
-EXP = primitive("exp", np.exp, exp_vjp)
-LOG = primitive("log", np.log, log_vjp, domain="x > 0", positive=(0,))
+EXP = primitive("exp", np.exp, exp_vjp, saves=("out",))
+LOG = primitive("log", np.log, log_vjp, domain="x > 0", positive=(0,), saves=(0,))
 SQRT = primitive("sqrt", np.sqrt, sqrt_vjp, domain="x > 0 (the gradient is infinite at 0)",
-                 positive=(0,))
+                 positive=(0,), saves=("out",))
 ABS = primitive("abs", np.abs, abs_vjp, kinks="x = 0: gradient 0 (as PyTorch)",
-                kink=Kink(at_zero, 0.0))
+                kink=Kink(at_zero, 0.0), saves=(0,))
 RELU = primitive("relu", relu_forward, relu_vjp, kinks="x = 0: gradient 0 (as PyTorch)",
-                 kink=Kink(at_zero, 0.0))
+                 kink=Kink(at_zero, 0.0), saves=(0,))
 CLAMP = primitive("clamp", clamp_forward, clamp_vjp,
                   kinks="x = min or x = max: gradient passes (1), as PyTorch",
-                  kink=Kink(at_bounds, 1.0))
-SIGMOID = primitive("sigmoid", sigmoid_forward, sigmoid_vjp)
-TANH = primitive("tanh", np.tanh, tanh_vjp)
+                  kink=Kink(at_bounds, 1.0), saves=(0,))
+SIGMOID = primitive("sigmoid", sigmoid_forward, sigmoid_vjp, saves=("out",))
+TANH = primitive("tanh", np.tanh, tanh_vjp, saves=("out",))
 
 
 # ---------------------------------------------------------------- reductions
@@ -254,7 +261,7 @@ def max_vjp(g, out, x, dim, keepdim):
     return g.reshape(shape) * is_max / xp.sum(is_max, dim, keepdim=True)
 
 
-SUM = primitive("sum", sum_forward, sum_vjp)
+SUM = primitive("sum", sum_forward, sum_vjp, saves=())
 MAX = primitive("max", max_forward, max_vjp,
                 kinks="ties: the gradient is shared equally between the tied maxima "
                       "(as torch.amax and torch.max without dim)", ties=True)
@@ -281,8 +288,9 @@ def log_softmax_vjp(g, out, x, dim):
     return g - xp.exp(out) * xp.sum(g, dim, keepdim=True)
 
 
-SOFTMAX = primitive("softmax", softmax_forward, softmax_vjp)
-LOG_SOFTMAX = primitive("log_softmax", log_softmax_forward, log_softmax_vjp)
+SOFTMAX = primitive("softmax", softmax_forward, softmax_vjp, saves=("out",))
+LOG_SOFTMAX = primitive("log_softmax", log_softmax_forward, log_softmax_vjp,
+                        saves=("out",))
 
 
 # ---------------------------------------------------------------- shape and indexing
@@ -345,9 +353,9 @@ def where_db(g, out, condition, a, b):
     return xp.where(condition, 0, g)
 
 
-RESHAPE = primitive("reshape", reshape_forward, reshape_vjp)
-PERMUTE = primitive("permute", permute_forward, permute_vjp)
-BROADCAST_TO = primitive("broadcast_to", broadcast_to_forward, broadcast_to_vjp)
-INDEX = primitive("index", index_forward, index_vjp)
-INDEX_ADD = primitive("index_add", index_add_forward, index_add_vjp)
-WHERE = primitive("where", where_forward, None, where_da, where_db)
+RESHAPE = primitive("reshape", reshape_forward, reshape_vjp, saves=())
+PERMUTE = primitive("permute", permute_forward, permute_vjp, saves=())
+BROADCAST_TO = primitive("broadcast_to", broadcast_to_forward, broadcast_to_vjp, saves=())
+INDEX = primitive("index", index_forward, index_vjp, saves=())
+INDEX_ADD = primitive("index_add", index_add_forward, index_add_vjp, saves=())
+WHERE = primitive("where", where_forward, None, where_da, where_db, saves=(0,))

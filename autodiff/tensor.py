@@ -7,9 +7,10 @@ Every differentiable method is one call to `apply` with a primitive from `autodi
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from autodiff import anomaly, ops
-from autodiff.errors import ShapeError, check_dim, check_dims, explain
+from autodiff.errors import ShapeError, check_dim, check_dims, explain, reduced_dims
 from autodiff.graph import GradMode, Node
 
 
@@ -18,7 +19,7 @@ def apply(op: ops.Op, *inputs: Tensor, **params) -> Tensor:
     try:
         data = op.forward(*[t.data for t in inputs], **params)
     except (ValueError, IndexError, TypeError) as error:
-        raise ShapeError(explain(op.name, [t.shape for t in inputs], params, error)) from None
+        raise explain(op.name, inputs, params, error) from None
     out = Tensor._wrap(data)
     if GradMode.enabled:
         for t in inputs:  # a loop, not any(): this runs for every op, so it is kept lean
@@ -34,37 +35,65 @@ def apply(op: ops.Op, *inputs: Tensor, **params) -> Tensor:
 class Tensor:
     """An n-dimensional array (``.data``) with an optional gradient (``.grad``)."""
 
-    __slots__ = ("data", "grad", "requires_grad", "grad_fn", "name", "__weakref__")
+    __slots__ = ("data", "_grad", "_grad_owned", "requires_grad", "grad_fn", "name", "_version",
+                 "__weakref__")
     __array_ufunc__ = None  # NumPy defers to us: ndarray * Tensor calls Tensor.__rmul__
 
-    def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None):
+    def __init__(self, data: ArrayLike, requires_grad: bool = False, dtype: DTypeLike = None,
+                 name: str | None = None) -> None:
         if isinstance(data, Tensor):
             data = data.data
-        self.data = np.asarray(data, dtype=dtype)
+        self.data = as_numeric_array("Tensor", data, dtype)
         if requires_grad and self.data.dtype.kind != "f":
             raise TypeError(f"Tensor: only floating-point tensors can require gradients, "
                             f"got dtype {self.data.dtype}")
         self.requires_grad = bool(requires_grad)
-        self.grad: Tensor | None = None
+        self._grad: Tensor | None = None
+        self._grad_owned = False  # whether backward made .grad's array (and may add into it)
         self.grad_fn = None
         self.name = name
+        self._version = 0  # bumped by every in-place method; nodes check it in backward
 
     @classmethod
     def _wrap(cls, data) -> Tensor:
         """A constant tensor around an array, without __init__'s checks (the hot path)."""
         t = cls.__new__(cls)
         t.data = data if type(data) is np.ndarray else np.asarray(data)
-        t.requires_grad = False
-        t.grad = t.grad_fn = t.name = None
+        t.requires_grad = t._grad_owned = False
+        t._grad = t.grad_fn = t.name = None
+        t._version = 0
         return t
 
-    def _operand(self, other) -> Tensor:
+    def _operand(self, other, op_name: str) -> Tensor:
         """Wrap a scalar or array operand; a Python number takes this tensor's float dtype."""
         if isinstance(other, Tensor):
             return other
         if isinstance(other, (int, float)) and self.data.dtype.kind == "f":
             return Tensor._wrap(np.asarray(other, dtype=self.data.dtype))
-        return Tensor._wrap(np.asarray(other))
+        return Tensor._wrap(as_numeric_array(op_name, other))
+
+    # ------------------------------------------------------------ .grad
+    @property
+    def grad(self) -> Tensor | None:
+        """The gradient accumulated by backward: None, or a Tensor of this tensor's shape and
+        dtype."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Tensor | None) -> None:
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"grad: can only be set to None or a Tensor, got "
+                                f"{type(value).__name__} (wrap an array: autodiff.tensor(a))")
+            if self.dtype.kind != "f" or value.dtype != self.dtype:
+                raise TypeError(f"grad: a gradient of dtype {value.dtype} cannot be assigned to "
+                                f"a tensor of dtype {self.dtype} (they must be the same "
+                                "floating dtype)")
+            if value.shape != self.shape:
+                raise ShapeError(f"grad: a gradient of shape {value.shape} cannot be assigned "
+                                 f"to a tensor of shape {self.shape}")
+        self._grad = value
+        self._grad_owned = False  # the user's: backward adds into a copy, never into it
 
     # ------------------------------------------------------------ attributes
     shape = property(lambda self: self.data.shape)
@@ -75,6 +104,12 @@ class Tensor:
     @property
     def is_leaf(self) -> bool:
         return self.grad_fn is None
+
+    def __array__(self, dtype: DTypeLike = None, copy: bool | None = None) -> np.ndarray:
+        """NumPy sees the data: ``np.asarray(t)``, and Tensors inside lists, become numbers."""
+        if copy:
+            return np.array(self.data, dtype=dtype)
+        return self.data if dtype is None else self.data.astype(dtype, copy=False)
 
     def item(self) -> float | int | bool:
         if self.data.size != 1:
@@ -93,9 +128,11 @@ class Tensor:
         return Tensor._wrap(self.data)
 
     def zero_(self) -> Tensor:
+        """Set every element to 0, in place (bumps the version: see `backward`)."""
         if not self.data.flags.writeable:
             self.data = self.data.copy()
         self.data[...] = 0
+        self._version += 1
         return self
 
     def backward(self, gradient=None, retain_graph: bool = False,
@@ -140,34 +177,34 @@ class Tensor:
 
     # ------------------------------------------------------------ arithmetic
     def __add__(self, other) -> Tensor:
-        return apply(ops.ADD, self, self._operand(other))
+        return apply(ops.ADD, self, self._operand(other, "add"))
 
     def __radd__(self, other) -> Tensor:
-        return apply(ops.ADD, self._operand(other), self)
+        return apply(ops.ADD, self._operand(other, "add"), self)
 
     def __sub__(self, other) -> Tensor:
-        return apply(ops.SUB, self, self._operand(other))
+        return apply(ops.SUB, self, self._operand(other, "sub"))
 
     def __rsub__(self, other) -> Tensor:
-        return apply(ops.SUB, self._operand(other), self)
+        return apply(ops.SUB, self._operand(other, "sub"), self)
 
     def __mul__(self, other) -> Tensor:
-        return apply(ops.MUL, self, self._operand(other))
+        return apply(ops.MUL, self, self._operand(other, "mul"))
 
     def __rmul__(self, other) -> Tensor:
-        return apply(ops.MUL, self._operand(other), self)
+        return apply(ops.MUL, self._operand(other, "mul"), self)
 
     def __truediv__(self, other) -> Tensor:
-        return apply(ops.DIV, self, self._operand(other))
+        return apply(ops.DIV, self, self._operand(other, "div"))
 
     def __rtruediv__(self, other) -> Tensor:
-        return apply(ops.DIV, self._operand(other), self)
+        return apply(ops.DIV, self._operand(other, "div"), self)
 
     def __pow__(self, exponent) -> Tensor:
-        return apply(ops.POW, self, self._operand(exponent))
+        return apply(ops.POW, self, self._operand(exponent, "pow"))
 
     def __rpow__(self, base) -> Tensor:
-        return apply(ops.POW, self._operand(base), self)
+        return apply(ops.POW, self._operand(base, "pow"), self)
 
     def __neg__(self) -> Tensor:
         return apply(ops.NEG, self)
@@ -176,10 +213,10 @@ class Tensor:
         return self ** exponent
 
     def __matmul__(self, other) -> Tensor:
-        return apply(ops.MATMUL, self, self._operand(other))
+        return apply(ops.MATMUL, self, self._operand(other, "matmul"))
 
     def __rmatmul__(self, other) -> Tensor:
-        return apply(ops.MATMUL, self._operand(other), self)
+        return apply(ops.MATMUL, self._operand(other, "matmul"), self)
 
     def matmul(self, other) -> Tensor:
         """Matrix product as np.matmul: 1-D operands are a row/column, ≥3-D ones batches."""
@@ -187,29 +224,29 @@ class Tensor:
 
     def mm(self, other) -> Tensor:
         """Matrix product of two 2-D tensors (as torch.mm)."""
-        other = self._operand(other)
+        other = self._operand(other, "mm")
         if self.ndim != 2 or other.ndim != 2:
             raise ShapeError(f"mm: expected two 2-D tensors, got {self.shape} and {other.shape}")
         return self @ other
 
     # ------------------------------------------------------------ comparisons (no gradient)
     def __lt__(self, other) -> Tensor:
-        return Tensor._wrap(self.data < self._operand(other).data)
+        return Tensor._wrap(self.data < self._operand(other, "lt").data)
 
     def __le__(self, other) -> Tensor:
-        return Tensor._wrap(self.data <= self._operand(other).data)
+        return Tensor._wrap(self.data <= self._operand(other, "le").data)
 
     def __gt__(self, other) -> Tensor:
-        return Tensor._wrap(self.data > self._operand(other).data)
+        return Tensor._wrap(self.data > self._operand(other, "gt").data)
 
     def __ge__(self, other) -> Tensor:
-        return Tensor._wrap(self.data >= self._operand(other).data)
+        return Tensor._wrap(self.data >= self._operand(other, "ge").data)
 
     def __eq__(self, other) -> Tensor:  # type: ignore[override]
-        return Tensor._wrap(self.data == self._operand(other).data)
+        return Tensor._wrap(self.data == self._operand(other, "eq").data)
 
     def __ne__(self, other) -> Tensor:  # type: ignore[override]
-        return Tensor._wrap(self.data != self._operand(other).data)
+        return Tensor._wrap(self.data != self._operand(other, "ne").data)
 
     def sign(self) -> Tensor:
         """-1, 0 or 1 per element; constant, so it carries no gradient (its derivative is 0)."""
@@ -241,22 +278,28 @@ class Tensor:
         """Limit each element to [min, max]; at least one bound is needed."""
         if min is None and max is None:
             raise ValueError("clamp: give min, max or both")
+        for bound, value in (("min", min), ("max", max)):
+            if value is not None and (not isinstance(value, (int, float, np.integer, np.floating))
+                                      or isinstance(value, bool)):
+                raise TypeError(f"clamp: {bound} must be a number, got {type(value).__name__} "
+                                "(for a tensor bound use autodiff.where(x < m, m, x))")
         return apply(ops.CLAMP, self, min=min, max=max)
 
     # ------------------------------------------------------------ reductions
     def sum(self, dim=None, keepdim: bool = False) -> Tensor:
-        return apply(ops.SUM, self, dim=check_dims("sum", self.shape, dim), keepdim=keepdim)
+        return apply(ops.SUM, self, dim=reduced_dims("sum", self.shape, dim), keepdim=keepdim)
 
     def mean(self, dim=None, keepdim: bool = False) -> Tensor:
-        dims = check_dims("mean", self.shape, dim)
+        dims = reduced_dims("mean", self.shape, dim)
         count = self.size if dims is None else int(np.prod([self.shape[d] for d in dims]))
         return apply(ops.SUM, self, dim=dims, keepdim=keepdim) / count
 
     def max(self, dim=None, keepdim: bool = False) -> Tensor:
         """The largest values (values only, no indices)."""
-        dims = check_dims("max", self.shape, dim)
-        if self.size == 0:
-            raise ShapeError(f"max: cannot reduce an empty tensor of shape {self.shape}")
+        dims = reduced_dims("max", self.shape, dim)
+        if any(self.shape[d] == 0 for d in (range(self.ndim) if dims is None else dims)):
+            raise ShapeError(f"max: cannot reduce over a dim of size 0 (shape {self.shape}, "
+                             f"dim {dim})")
         return apply(ops.MAX, self, dim=dims, keepdim=keepdim)
 
     def softmax(self, dim: int) -> Tensor:
@@ -311,8 +354,12 @@ class Tensor:
                 if n != 1 or (dims is not None and i not in dims)]
         return self.reshape(tuple(keep))
 
-    def broadcast_to(self, shape) -> Tensor:
-        return apply(ops.BROADCAST_TO, self, shape=tuple(shape))
+    def broadcast_to(self, *shape) -> Tensor:
+        """This tensor repeated along new or size-1 dims (as torch.broadcast_to; read-only)."""
+        shape = _unpack(shape)
+        if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in shape):
+            raise TypeError(f"broadcast_to: the shape must be ints, got {shape!r}")
+        return apply(ops.BROADCAST_TO, self, shape=tuple(int(n) for n in shape))
 
     def __getitem__(self, index) -> Tensor:
         return apply(ops.INDEX, self, index=_as_index(index))
@@ -327,25 +374,47 @@ def _unpack(sizes: tuple) -> tuple:
 
 
 def _as_index(index):
-    """Tensors and lists in an index become arrays (so repeated indices can be accumulated)."""
+    """Tensors, lists and arrays in an index become arrays of their own (so repeated indices
+    can be accumulated, and editing the caller's array later cannot move the gradient)."""
     def convert(part):
         if isinstance(part, Tensor):
-            return part.data
-        return np.asarray(part) if isinstance(part, list) else part
+            return part.data.copy()
+        return np.array(part) if isinstance(part, (list, np.ndarray)) else part
 
     return tuple(convert(p) for p in index) if isinstance(index, tuple) else convert(index)
 
 
 def where(condition, a, b) -> Tensor:
     """Elementwise `a` where `condition` holds, else `b` (broadcasting); gradients reach a and b."""
-    a = a if isinstance(a, Tensor) else (b._operand(a) if isinstance(b, Tensor) else Tensor(a))
-    b = a._operand(b)
+    a = a if isinstance(a, Tensor) else (b._operand(a, "where") if isinstance(b, Tensor)
+                                         else Tensor(a))
+    b = a._operand(b, "where")
     condition = condition if isinstance(condition, Tensor) else Tensor(condition)
     if condition.dtype != np.bool_:
         raise TypeError(f"where: the condition must be boolean, got dtype {condition.dtype}")
     return apply(ops.WHERE, condition, a, b)
 
 
-def tensor(data, requires_grad: bool = False, dtype=None, name: str | None = None) -> Tensor:
+def as_numeric_array(caller: str, data: object, dtype: DTypeLike = None) -> np.ndarray:
+    """``np.asarray(data, dtype)``, refusing what is not numbers: strings, None, objects and
+    complex values (no op here is defined on them)."""
+    try:
+        array = np.asarray(data, dtype=dtype)
+    except (ValueError, TypeError) as error:
+        raise TypeError(f"{caller}: expected numbers (a number, a nested list of numbers, an "
+                        f"array or a Tensor), got {_describe(data)}: {error}") from None
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{caller}: expected numbers (bool, integer or floating), got "
+                        f"{_describe(data)} of dtype {array.dtype}")
+    return array
+
+
+def _describe(data: object) -> str:
+    return repr(data) if data is None or isinstance(data, str) and len(data) < 40 else \
+        type(data).__name__
+
+
+def tensor(data: ArrayLike, requires_grad: bool = False, dtype: DTypeLike = None,
+           name: str | None = None) -> Tensor:
     """Make a Tensor (as torch.tensor)."""
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)

@@ -32,7 +32,11 @@ def one_hot(labels: np.ndarray, classes: int = 10) -> np.ndarray:
 
 def load_digits(train_fraction: float = 0.9) -> Digits:
     """The first 90% of sklearn's 1797 digits for training, the last 10% for testing."""
-    from sklearn.datasets import load_digits as sklearn_digits
+    try:
+        from sklearn.datasets import load_digits as sklearn_digits
+    except ImportError:
+        raise ImportError("load_digits needs scikit-learn: pip install 'autodiff[models]' "
+                          "(or pip install scikit-learn)") from None
 
     data = sklearn_digits()
     n_train = int(len(data.target) * train_fraction)

@@ -18,6 +18,9 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  rng: np.random.Generator | None = None) -> None:
+        for name, n in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+                raise ValueError(f"Linear: {name} must be a positive int, got {n!r}")
         rng = rng if rng is not None else np.random.default_rng()
         bound = 1 / np.sqrt(in_features)
         self.in_features, self.out_features = in_features, out_features

@@ -62,7 +62,7 @@ def test_a_crash_while_saving_leaves_the_previous_file_whole(tmp_path, monkeypat
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(np, "savez", crash)
+    monkeypatch.setattr(np.lib.format, "write_array", crash)
     with pytest.raises(OSError, match="disk full"):
         MLP([2, 2]).save(path)
     assert path.read_bytes() == before
@@ -84,8 +84,8 @@ def test_loading_a_foreign_or_corrupted_file_fails_clearly_and_leaves_it(tmp_pat
 
 def test_loading_a_mismatched_shape_names_the_key_and_both_shapes(tmp_path):
     MLP([5, 4]).save(tmp_path / "small.npz")
-    with pytest.raises(ValueError, match=r"'layers.0.weight' has shape \(4, 5\) in the state "
-                                         r"dict but \(4, 6\) in the module"):
+    with pytest.raises(ValueError, match=r"'layers.0.weight' has shape \(4, 5\) in .*small.npz "
+                                         r"but \(4, 6\) in the module"):
         MLP([6, 4]).load(tmp_path / "small.npz")
 
 
@@ -98,8 +98,8 @@ def test_loading_missing_keys_names_them(tmp_path):
 def test_a_pickled_object_array_is_refused(tmp_path):
     path = tmp_path / "evil.npz"
     np.savez(path, **{"layers.0.weight": np.array([object()], dtype=object)})
-    with pytest.raises(ValueError, match="not a state dict"):
-        MLP([2, 2]).load(path)
+    with pytest.raises(TypeError, match="'layers.0.weight' holds dtype object"):
+        MLP([2, 2], bias=False).load(path)
 
 
 class Custom(Module):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 
+from autodiff.files import write_atomically
 from autodiff.tensor import Tensor
 from autodiff.viz.collapse import collapse_chains
 from autodiff.viz.snapshot import OpInfo, Snapshot, TensorInfo, snapshot
@@ -23,6 +25,8 @@ INSTALL_DOT = ("install Graphviz's dot program: 'sudo apt-get install graphviz' 
 GRAD_BANDS = [(1e-6, "#6a51a3", "‖g‖ < 1e-6 (vanishing)"), (1e-3, "#9ecae1", "1e-6 … 1e-3"),
               (1.0, "#c7e9c0", "1e-3 … 1"), (1e3, "#fdd49e", "1 … 1e3"),
               (np.inf, "#ef3b2c", "‖g‖ ≥ 1e3 (exploding)")]
+MAX_LABEL = 200  # characters of a name drawn; dot fails on labels of over 16,384
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 LARGE = 2000  # nodes; above this, a leaf used by many ops is drawn once per use (see build)
 STYLE = {
     "op": dict(shape="ellipse", style="filled", fillcolor="#eeeeee", fontname="Helvetica"),
@@ -61,7 +65,7 @@ def build(snap: Snapshot, *, show_values: bool = False, show_grads: bool = False
     ops, hidden = collapse_chains(snap) if collapse else (snap.ops, set())
     dot = graphviz.Digraph("autodiff", graph_attr=dict(rankdir=rankdir, fontname="Helvetica"))
     if title:
-        dot.attr(label=_escape(title), labelloc="t", fontsize="16")
+        dot.attr(label=graphviz.nohtml(_escape(title)), labelloc="t", fontsize="16")
     clusters = _module_clusters(snap, ops)
     uses: dict[int, int] = {}
     for op in ops:
@@ -93,7 +97,7 @@ def build(snap: Snapshot, *, show_values: bool = False, show_grads: bool = False
             _add_nodes(dot, nodes)
             continue
         with dot.subgraph(name=f"cluster_{number}") as cluster:
-            cluster.attr(label=_escape(module), style="rounded", color="#7f7f7f",
+            cluster.attr(label=graphviz.nohtml(_escape(module)), style="rounded", color="#7f7f7f",
                          fontname="Helvetica")
             _add_nodes(cluster, nodes)
     drawn_uses: dict[int, int] = {}
@@ -118,11 +122,7 @@ def render(*roots: Tensor | Snapshot, path: str | os.PathLike, format: str = "sv
         raise RuntimeError(f"render: Graphviz's dot program was not found on PATH; "
                            f"{INSTALL_DOT} (to_dot works without it)")
     data = dot.pipe(format=format)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
+    return write_atomically(path, lambda f: f.write(data))
 
 
 def _require_graphviz() -> None:
@@ -137,8 +137,14 @@ def _add_nodes(graph, nodes: list[tuple[str, str, dict]]) -> None:
 
 
 def _escape(text: str) -> str:
-    """Make any text safe inside a DOT label: backslashes kept, newlines as line breaks."""
-    return text.replace("\\", "\\\\").replace("\r", "").replace("\n", "\\n")
+    """Make any text safe inside a DOT label and shown as written: backslashes and ``&`` kept
+    (dot would read ``&amp;`` as ``&``), other control characters shown as ``\\xNN``, newlines
+    as line breaks; a text longer than MAX_LABEL characters is cut with an ellipsis."""
+    if len(text) > MAX_LABEL:
+        text = text[:MAX_LABEL - 1] + "…"
+    text = text.replace("\\", "\\\\").replace("&", "&amp;").replace("\r", "")
+    text = CONTROL.sub(lambda m: f"\\\\x{ord(m.group()):02x}", text)
+    return text.replace("\n", "\\n")
 
 
 def _summary(a: np.ndarray) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from autodiff.graph import GradObservers, GraphFreedError, tensors_in_order
+from autodiff.graph import GradMode, GraphFreedError, tensors_in_order
 from autodiff.tensor import Tensor
 
 
@@ -52,15 +52,16 @@ class Snapshot:
         """Called by the backward walker with each tensor's complete gradient."""
         index = self._by_id.get(id(tensor))
         if index is not None and self.tensors[index].tensor is tensor:
-            self.tensors[index].grad = np.asarray(getattr(grad, "data", grad))
+            # a copy: backward may later add into the array it sent (a leaf's .grad)
+            self.tensors[index].grad = np.array(getattr(grad, "data", grad))
             self.backward_order.append(index)
 
     def __enter__(self) -> Snapshot:
-        GradObservers.add(self)
+        GradMode.observers.append(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        GradObservers.remove(self)
+        GradMode.observers.remove(self)
 
 
 def snapshot(*roots: Tensor, params: dict[str, Tensor] | None = None) -> Snapshot:
@@ -79,7 +80,7 @@ def snapshot(*roots: Tensor, params: dict[str, Tensor] | None = None) -> Snapsho
         snap._by_id[id(t)] = len(snap.tensors)
         snap.tensors.append(TensorInfo(len(snap.tensors), t, t.name or names.get(id(t)),
                                        id(t) in names, id(t) in root_ids,
-                                       None if t.grad is None else t.grad.data))
+                                       None if t.grad is None else t.grad.data.copy()))
         return snap._by_id[id(t)]
 
     try:
