@@ -27,7 +27,7 @@ import numpy as np
 
 from autodiff import anomaly
 from autodiff.errors import ShapeError
-from autodiff.graph import GradMode, check_versions, freed_error, switched
+from autodiff.graph import GradMode, InPlace, check_versions, freed_error, switched
 from autodiff.tensor import Tensor, as_numeric_array
 
 
@@ -36,7 +36,7 @@ class Context:
 
     def __init__(self) -> None:
         self.saved_tensors: tuple[Tensor, ...] = ()
-        self.saved_versions: list[int] = []  # backward refuses to run if one of them changed
+        self.saved_at = 0  # the in-place count when saved: backward refuses if one changed since
 
     def save_for_backward(self, *tensors: Tensor) -> None:
         for i, t in enumerate(tensors):
@@ -44,7 +44,7 @@ class Context:
                 raise TypeError(f"save_for_backward: argument {i} must be a Tensor or None, "
                                 f"got {type(t).__name__} (keep other values as ctx attributes)")
         self.saved_tensors = tensors
-        self.saved_versions = [t._version if t is not None else 0 for t in tensors]
+        self.saved_at = InPlace.count
 
 
 class Function:
@@ -101,8 +101,8 @@ class FunctionNode:
         if self.inputs is None:
             raise freed_error(self)
         saved = self.ctx.saved_tensors
-        check_versions(self, saved, self.ctx.saved_versions, None,
-                       tuple(i for i, t in enumerate(saved) if t is not None), "saved tensor")
+        check_versions(self, saved, self.ctx.saved_at, None, tuple(range(len(saved))),
+                       "saved tensor")
         if create_graph:
             grads = self.function.backward(self.ctx, g)
         else:

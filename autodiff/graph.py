@@ -63,6 +63,24 @@ def no_grad() -> switched:
     return switched(enabled=False)
 
 
+class InPlace:
+    """The process-wide count of in-place modifications. A tensor's ``_version`` is the count
+    at its latest one (0: never modified). A node notes the count when it is recorded; in
+    backward, a tensor it saved whose version is higher was modified after it was used. While
+    the count has not moved, nothing was modified and backward checks nothing (one comparison
+    per node)."""
+
+    count = 0
+    _lock = threading.Lock()
+
+    @classmethod
+    def bump(cls, t: Any) -> None:
+        """Call after modifying t's array in place."""
+        with cls._lock:  # two threads' bumps never share a number
+            cls.count += 1
+            t._version = cls.count
+
+
 class GraphFreedError(RuntimeError):
     pass
 
@@ -77,11 +95,11 @@ def freed_error(node: Any) -> GraphFreedError:
 class Node:
     """One application of a primitive: its op, input tensors and parameters (dim, shape, ...).
 
-    It notes each input's version when recorded: backward refuses to run a rule whose saved
+    It notes the in-place count when recorded: backward refuses to run a rule whose saved
     tensors were changed in place since (the rule would compute with the new values).
     """
 
-    __slots__ = ("op", "inputs", "params", "_out", "origin", "versions")
+    __slots__ = ("op", "inputs", "params", "_out", "origin", "recorded_at")
 
     def __init__(self, op: Op, inputs: tuple, params: dict, out: Any) -> None:
         self.op = op
@@ -89,7 +107,7 @@ class Node:
         self.params = params
         self._out = weakref.ref(out)  # weak: the output holds this node, not the other way round
         self.origin = None  # where user code created it, noted while origins are recorded
-        self.versions = [t._version for t in inputs]
+        self.recorded_at = InPlace.count
 
     @property
     def name(self) -> str:
@@ -100,7 +118,8 @@ class Node:
         if inputs is None:
             raise freed_error(self)
         out = self._out()
-        check_versions(self, inputs, self.versions, out, self.op.saves)
+        if InPlace.count != self.recorded_at:  # something was modified in place since
+            check_versions(self, inputs, self.recorded_at, out, self.op.saves)
         if create_graph:
             args = inputs
         else:
@@ -118,25 +137,18 @@ class Node:
         return f"<{camel(self.name)}Backward>"
 
 
-def check_versions(node: Any, tensors: tuple, versions: list[int], out: Any,
+def check_versions(node: Any, tensors: tuple, recorded_at: int, out: Any,
                    saves: tuple[int | str, ...] | None, what: str = "input") -> None:
-    """Raise if a tensor that `node`'s gradient rule reads was modified in place since it was
-    recorded. `saves` names what the rule reads: input positions, "out" for the output; None
-    for all of them."""
+    """Raise if a tensor that `node`'s gradient rule reads was modified in place after the node
+    was recorded. `saves` names what the rule reads: input positions, "out" for the output;
+    None for all of them."""
     for i in (*range(len(tensors)), "out") if saves is None else saves:
-        if i == "out":
-            if out is not None and out._version != 0:
-                raise modified_error(node, "output", out, 0)
-        elif tensors[i]._version != versions[i]:
-            raise modified_error(node, f"{what} {i}", tensors[i], versions[i])
-
-
-def modified_error(node: Any, which: str, t: Any, recorded: int) -> RuntimeError:
-    return RuntimeError(
-        f"backward: {node.name}'s {which} (shape {t.shape}) was modified in place after it was "
-        f"used (its version is {t._version}, it was {recorded} when {node.name} recorded it), "
-        f"and {node.name}'s gradient needs the old values; modify a copy, or modify it before "
-        "using it")
+        t, which = (out, "output") if i == "out" else (tensors[i], f"{what} {i}")
+        if t is not None and t._version > recorded_at:
+            raise RuntimeError(
+                f"backward: {node.name}'s {which} (shape {t.shape}) was modified in place after "
+                f"it was used, and {node.name}'s gradient needs the old values; modify a copy, "
+                "or modify it before using it")
 
 
 def tensors_in_order(roots: list) -> list:

@@ -11,7 +11,7 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from autodiff import anomaly, ops
 from autodiff.errors import ShapeError, check_dim, check_dims, explain, reduced_dims
-from autodiff.graph import GradMode, Node
+from autodiff.graph import GradMode, InPlace, Node
 
 
 def apply(op: ops.Op, *inputs: Tensor, **params) -> Tensor:
@@ -52,7 +52,7 @@ class Tensor:
         self._grad_owned = False  # whether backward made .grad's array (and may add into it)
         self.grad_fn = None
         self.name = name
-        self._version = 0  # bumped by every in-place method; nodes check it in backward
+        self._version = 0  # raised by every in-place method (see graph.InPlace)
 
     @classmethod
     def _wrap(cls, data) -> Tensor:
@@ -132,7 +132,7 @@ class Tensor:
         if not self.data.flags.writeable:
             self.data = self.data.copy()
         self.data[...] = 0
-        self._version += 1
+        InPlace.bump(self)
         return self
 
     def backward(self, gradient=None, retain_graph: bool = False,
@@ -378,8 +378,16 @@ def _as_index(index):
     can be accumulated, and editing the caller's array later cannot move the gradient)."""
     def convert(part):
         if isinstance(part, Tensor):
-            return part.data.copy()
-        return np.array(part) if isinstance(part, (list, np.ndarray)) else part
+            part = part.data.copy()
+        elif isinstance(part, (list, np.ndarray)):
+            part = np.array(part)
+            if part.size == 0:
+                part = part.astype(np.intp)  # [] selects nothing, as in NumPy and PyTorch
+        if isinstance(part, np.ndarray) and part.dtype.kind in "biu" or \
+                part is None or part is Ellipsis or isinstance(part, (int, np.integer, slice)):
+            return part
+        raise TypeError(f"index: expected ints, slices, ..., None, or integer or boolean "
+                        f"arrays, got {part!r:.60} ({type(part).__name__})")
 
     return tuple(convert(p) for p in index) if isinstance(index, tuple) else convert(index)
 
@@ -399,7 +407,9 @@ def as_numeric_array(caller: str, data: object, dtype: DTypeLike = None) -> np.n
     """``np.asarray(data, dtype)``, refusing what is not numbers: strings, None, objects and
     complex values (no op here is defined on them)."""
     try:
-        array = np.asarray(data, dtype=dtype)
+        array = np.asarray(data)  # first as it is: "1.5" with dtype=float would pass
+        if array.dtype.kind in "biuf" and dtype is not None:
+            array = array.astype(dtype, copy=False)
     except (ValueError, TypeError) as error:
         raise TypeError(f"{caller}: expected numbers (a number, a nested list of numbers, an "
                         f"array or a Tensor), got {_describe(data)}: {error}") from None

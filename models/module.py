@@ -46,10 +46,12 @@ class Module:
                 elif isinstance(value, (list, tuple)):
                     children += [(f"{full}.{i}.", m) for i, m in enumerate(value)
                                  if isinstance(m, Module)]
-            for child in reversed(children):
+            fresh = []
+            for child in children:  # in definition order, so the first name wins
                 if id(child[1]) not in seen_modules:
                     seen_modules.add(id(child[1]))
-                    stack.append(child)
+                    fresh.append(child)
+            stack.extend(reversed(fresh))
 
     def parameters(self) -> list[Tensor]:
         return [p for _, p in self.named_parameters()]
