@@ -1,6 +1,6 @@
 """Finding where things go wrong: the user's line behind each op, and `detect_anomaly`.
 
-While origins are recorded (under `detect_anomaly`, or while `autodiff.testing` localises a
+While origins are recorded (under `detect_anomaly`, or while `autodiff.testing` localizes a
 wrong gradient), every op notes the first line of code outside the engine that called it.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autodiff.graph import GradMode, switched
+from autodiff.graph import GradMode, set_modes
 
 ENGINE = str(Path(__file__).resolve().parent) + os.sep  # the package's directory, not a prefix
 
@@ -53,7 +53,7 @@ def check_backward(node, upstream, grads: list) -> None:
                                f"was created at {node.origin}")
 
 
-class detect_anomaly(switched):
+class detect_anomaly(set_modes):
     """Context manager (and decorator): a NaN or inf produced in forward or backward raises
     AnomalyError naming the op and the line of user code that created it (as PyTorch's).
     NumPy's own divide/invalid/overflow warnings are silenced inside: the error says it all."""

@@ -1,5 +1,9 @@
 """Reverse mode: walk the graph from the outputs back to the leaves, applying each node's VJP.
 
+The walker knows tensors only through the few fields it reads (``requires_grad``, ``grad_fn``,
+``data``, ``_grad``) and nodes only through `graph.GradNode`; it makes new tensors with the
+class of the ones it is given. So it sits below `autodiff.tensor`, which calls it.
+
 The walk is iterative (no Python recursion, so a chain of 100,000 ops is fine) and in topological
 order by consumer counting: a tensor's gradient is passed on only once every op that used it has
 sent its share, and then it is dropped. Gradients are summed back to each input's shape here,
@@ -9,13 +13,20 @@ in one place, so no rule has to undo broadcasting.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from autodiff import anomaly, xp
-from autodiff.errors import ShapeError
+from autodiff import anomaly
+from autodiff.errors import ShapeError, as_numeric_array
 from autodiff.graph import GradMode, freed_error
-from autodiff.tensor import Tensor, as_numeric_array
+from autodiff.primitive import Dispatch, sum_to
+
+Tensor = Any  # an autodiff.Tensor: this module sits below it and only reads its fields
+
+
+def is_tensor(x: object) -> bool:
+    return isinstance(x, Dispatch.tensor_type)  # type: ignore[arg-type]
 
 
 def backward(root: Tensor, gradient=None, *, retain_graph: bool = False,
@@ -33,7 +44,7 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
     inputs = _tensors("inputs", inputs)
     if grad_outputs is None:
         grad_outputs = [None] * len(outputs)
-    elif isinstance(grad_outputs, (Tensor, np.ndarray)):
+    elif is_tensor(grad_outputs) or isinstance(grad_outputs, np.ndarray):
         grad_outputs = [grad_outputs]
     else:
         grad_outputs = list(grad_outputs)
@@ -53,15 +64,14 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
         if g is None and not allow_unused:
             raise RuntimeError(f"grad: input {i} (shape {t.shape}) was not used to compute the "
                                "outputs; pass allow_unused=True to get None for it")
-        result.append(g if g is None or create_graph else Tensor._wrap(g))
+        result.append(g if g is None or create_graph else type(t)._wrap(g))
     return tuple(result)
 
 
 def _tensors(argument: str, value) -> list[Tensor]:
     """A Tensor or a sequence of Tensors, as a list; anything else is a TypeError."""
-    tensors = [value] if isinstance(value, Tensor) else \
-        list(value) if isinstance(value, (list, tuple)) else None
-    if not tensors or not all(isinstance(t, Tensor) for t in tensors):
+    tensors = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not tensors or not all(is_tensor(t) for t in tensors):
         raise TypeError(f"grad: {argument} must be a Tensor or a non-empty sequence of Tensors, "
                         f"got {value!r:.80}")
     return tensors
@@ -77,15 +87,15 @@ def _seed(caller: str, root: Tensor, gradient, create_graph: bool):
                                f"element; this one has shape {root.shape}: pass gradient=")
         g = np.ones_like(root.data)
     else:
-        if create_graph and isinstance(gradient, Tensor):
+        if create_graph and is_tensor(gradient):
             g = gradient  # a recorded backward keeps the seed's own graph
         else:  # the user's array is copied: the walker may hand it to a leaf as its .grad
-            g = np.array(gradient.data if isinstance(gradient, Tensor) else
+            g = np.array(gradient.data if is_tensor(gradient) else
                          as_numeric_array(f"{caller}: gradient", gradient), dtype=root.dtype)
         if g.shape != root.shape:
             raise ShapeError(f"{caller}: gradient of shape {g.shape} does not match the "
                              f"tensor's shape {root.shape}")
-    return Tensor._wrap(g) if create_graph and not isinstance(g, Tensor) else g
+    return type(root)._wrap(g) if create_graph and not is_tensor(g) else g
 
 
 def _count_consumers(roots: list[Tensor]) -> dict[Tensor, int]:
@@ -146,7 +156,7 @@ def _walk(roots: list[Tensor], seeds: list, retain: bool, create_graph: bool,
                 if g_inp is not None:
                     data = inp.data
                     if g_inp.shape != data.shape:
-                        g_inp = xp.sum_to(g_inp, data.shape)  # undo broadcasting
+                        g_inp = sum_to(g_inp, data.shape)  # undo broadcasting
                     if not create_graph and g_inp.dtype is not data.dtype \
                             and g_inp.dtype != data.dtype:
                         g_inp = g_inp.astype(data.dtype)
@@ -191,8 +201,8 @@ def _accumulate_into_leaf(t: Tensor, g, create_graph: bool) -> None:
         # keep the array itself when the walker owns it alone: a fresh, writeable array
         # (a rule's result, never the user's seed); copy a view or a read-only one
         owned = type(g) is np.ndarray and g.base is None and g.flags.writeable
-        t._grad, t._grad_owned = Tensor._wrap(g if owned else np.array(g, dtype=t.dtype)), True
+        t._grad, t._grad_owned = type(t)._wrap(g if owned else np.array(g, dtype=t.dtype)), True
     elif t._grad_owned and current.data.flags.writeable:
         current.data += g
     else:
-        t._grad, t._grad_owned = Tensor._wrap(current.data + g), True
+        t._grad, t._grad_owned = type(t)._wrap(current.data + g), True

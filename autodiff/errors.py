@@ -1,66 +1,64 @@
-"""Error messages that name the op, the shapes and what was expected.
+"""Error messages that name the op, the shapes and what was expected, and the checks behind them.
 
 Ops do not pre-check what NumPy checks anyway (that would cost time on every call): when a
-forward fails, `explain` turns NumPy's complaint into one that speaks of the op and its operands.
+forward fails, `explain` turns NumPy's complaint into one that speaks of the op and its operands,
+in the op's own words where it declares them (`Op.explain`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
+
+from autodiff.primitive import Op
 
 
 class ShapeError(ValueError):
     """An op was given operands whose shapes (or dims, or indices) it cannot take."""
 
 
-def explain(op_name: str, inputs: Sequence, params: dict, error: Exception) -> Exception:
-    """The error to raise when an op's forward failed with NumPy's `error`: a ShapeError when the
-    operands' shapes do not fit the op, else an error of NumPy's kind, in the op's words."""
+def explain(op: Op, inputs: Sequence[Any], params: dict[str, Any],
+            error: Exception) -> Exception:
+    """The error to raise when `op`'s forward failed with NumPy's `error`: a ShapeError when the
+    op says the shapes do not fit, else an error of NumPy's kind, in the op's words."""
     shapes = [t.shape for t in inputs]
-    if op_name == "matmul":
-        return ShapeError(_explain_matmul(*shapes))
-    listed = " and ".join(f"{t.shape} {t.dtype}" for t in inputs)
-    if len(shapes) >= 2 and not _broadcastable(shapes):
-        listed = " and ".join(str(s) for s in shapes)
-        return ShapeError(f"{op_name}: cannot broadcast shapes {listed} "
-                          "(aligned from the right, each dimension must be equal or 1)")
+    words = op.explain(shapes, params) if op.explain is not None else None
+    if words:
+        return ShapeError(f"{op.name}: {words}")
     if len(shapes) >= 2 or isinstance(error, TypeError):
+        listed = " and ".join(f"{t.shape} {t.dtype}" for t in inputs)
         kind = TypeError if isinstance(error, TypeError) else ValueError
-        return kind(f"{op_name}: cannot apply to operands {listed}: {error}")
-    (shape,) = shapes
-    if op_name == "reshape":
-        return ShapeError(f"reshape: cannot reshape a tensor of shape {shape} "
-                          f"({int(np.prod(shape))} elements) into {params['shape']}")
-    if op_name == "broadcast_to":
-        return ShapeError(f"broadcast_to: cannot broadcast shape {shape} to {params['shape']}")
-    if op_name == "index":
-        return ShapeError(f"index: {error} (tensor of shape {shape})")
-    return ShapeError(f"{op_name}: cannot apply to a tensor of shape {shape}: {error}")
+        return kind(f"{op.name}: cannot apply to operands {listed}: {error}")
+    return ShapeError(f"{op.name}: {error} (tensor of shape {shapes[0]})")
 
 
-def _broadcastable(shapes: list[tuple[int, ...]]) -> bool:
+def as_numeric_array(caller: str, data: object, dtype: DTypeLike = None) -> np.ndarray:
+    """``np.asarray(data, dtype)``, refusing what is not numbers: strings, None, objects and
+    complex values (no op here is defined on them)."""
     try:
-        np.broadcast_shapes(*shapes)
-    except ValueError:
-        return False
-    return True
+        array = np.asarray(data)  # first as it is: "1.5" with dtype=float would pass
+        if array.dtype.kind in "biuf" and dtype is not None:
+            array = array.astype(dtype, copy=False)
+    except (ValueError, TypeError) as error:
+        raise TypeError(f"{caller}: expected numbers (a number, a nested list of numbers, an "
+                        f"array or a Tensor), got {_describe(data)}: {error}") from None
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{caller}: expected numbers (bool, integer or floating), got "
+                        f"{_describe(data)} of dtype {array.dtype}")
+    return array
 
 
-def _explain_matmul(a: tuple[int, ...], b: tuple[int, ...]) -> str:
-    if not a or not b:
-        return f"matmul: both operands need at least 1 dimension, got {a} and {b}"
-    inner_a, inner_b = a[-1], b[-2] if len(b) >= 2 else b[0]
-    if inner_a != inner_b:
-        return (f"matmul: cannot multiply {a} by {b}: the last dimension of the first ({inner_a}) "
-                f"must equal the {'second-to-last' if len(b) >= 2 else 'only'} dimension of the "
-                f"second ({inner_b})")
-    return f"matmul: cannot broadcast the batch dimensions of {a} and {b}"
+def _describe(data: object) -> str:
+    return repr(data) if data is None or isinstance(data, str) and len(data) < 40 else \
+        type(data).__name__
 
 
-def check_dims(op_name: str, shape: tuple[int, ...], dim) -> tuple[int, ...] | None:
-    """Normalize `dim` (int, negative int, tuple or None) to a sorted tuple of non-negative ints."""
+def normalize_dims(op_name: str, shape: tuple[int, ...], dim: Any) -> tuple[int, ...] | None:
+    """Check `dim` (int, negative int, tuple or None) and return it as a sorted tuple of
+    non-negative ints (None stays None: all dims)."""
     if dim is None:
         return None
     dims = tuple(dim) if isinstance(dim, (tuple, list)) else (dim,)
@@ -78,18 +76,20 @@ def check_dims(op_name: str, shape: tuple[int, ...], dim) -> tuple[int, ...] | N
     return tuple(sorted(normalized))
 
 
-def reduced_dims(op_name: str, shape: tuple[int, ...], dim) -> tuple[int, ...] | None:
+def reduced_dims(op_name: str, shape: tuple[int, ...], dim: Any) -> tuple[int, ...] | None:
     """The dims a reduction (sum, mean, max) runs over; an empty tuple means all of them, as in
     PyTorch (NumPy would reduce none)."""
-    dims = check_dims(op_name, shape, dim)
+    dims = normalize_dims(op_name, shape, dim)
     return None if dims == () else dims
 
 
-def check_dim(op_name: str, shape: tuple[int, ...], dim) -> int:
-    """Normalize one required dim (softmax, transpose, ...) to a non-negative int."""
+def normalize_dim(op_name: str, shape: tuple[int, ...], dim: Any) -> int:
+    """Check one required dim (softmax, transpose, ...) and return it as a non-negative int."""
     if dim is None or isinstance(dim, (tuple, list)):
         raise TypeError(f"{op_name}: dim must be a single int, got {dim!r}")
-    return check_dims(op_name, shape, dim)[0]
+    dims = normalize_dims(op_name, shape, dim)
+    assert dims is not None
+    return dims[0]
 
 
 def _dim_range(ndim: int) -> str:

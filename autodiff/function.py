@@ -21,14 +21,15 @@ can be differentiated again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from autodiff import anomaly
-from autodiff.errors import ShapeError
-from autodiff.graph import GradMode, InPlace, check_versions, freed_error, switched
-from autodiff.tensor import Tensor, as_numeric_array
+from autodiff.errors import ShapeError, as_numeric_array
+from autodiff.graph import InPlace, check_versions, freed_error, set_modes
+from autodiff.recording import record
+from autodiff.tensor import Tensor
 
 
 class Context:
@@ -61,7 +62,7 @@ class Function:
     @classmethod
     def apply(cls, *args: Any) -> Tensor:
         ctx = Context()
-        with switched(enabled=False):
+        with set_modes(enabled=False):
             result = cls.forward(ctx, *args)
         if not isinstance(result, (Tensor, np.ndarray, np.generic, int, float)):
             raise TypeError(f"{cls.__name__}.forward returned {type(result).__name__}; it must "
@@ -71,21 +72,16 @@ class Function:
                                             getattr(result, "data", result)))
         slots = tuple(i for i, a in enumerate(args) if isinstance(a, Tensor))
         inputs = tuple(args[i] for i in slots)
-        if GradMode.enabled and any(t.requires_grad for t in inputs):
-            out.requires_grad = True
-            out.grad_fn = FunctionNode(cls, ctx, args, slots)
-        if GradMode.record_origins:
-            anomaly.note(cls.__name__, inputs, out)
-        return out
+        return record(cls.__name__, inputs, out, FunctionNode, cls, ctx, args, slots)
 
 
 class FunctionNode:
-    """One application of a `Function`: the walker's view of it (inputs, vjp, release)."""
+    """One application of a `Function`: a `graph.GradNode`, as a primitive's `Node` is."""
 
     __slots__ = ("function", "ctx", "args", "inputs", "arg_slots", "origin")
 
     def __init__(self, function: type[Function], ctx: Context, args: tuple,
-                 arg_slots: tuple[int, ...]) -> None:
+                 arg_slots: tuple[int, ...], out: Tensor) -> None:
         self.function = function
         self.ctx = ctx
         self.args = args  # forward's arguments, to apply it again (autodiff.testing does)
@@ -106,7 +102,7 @@ class FunctionNode:
         if create_graph:
             grads = self.function.backward(self.ctx, g)
         else:
-            with switched(enabled=False):
+            with set_modes(enabled=False):
                 grads = self.function.backward(self.ctx, Tensor._wrap(g))
         grads = grads if isinstance(grads, tuple) else (grads,)
         if len(grads) != len(self.args):
@@ -131,6 +127,17 @@ class FunctionNode:
 
     def release(self) -> None:
         self.inputs = self.ctx = self.args = None
+
+    def formulas(self) -> list[str]:
+        return [(self.function.backward.__doc__ or "").strip() or "user-defined backward"]
+
+    def replay(self) -> Callable[..., Tensor]:
+        def function(*xs: Tensor) -> Tensor:
+            args = list(self.args)
+            for slot, x in zip(self.arg_slots, xs):
+                args[slot] = x
+            return self.function.apply(*args)
+        return function
 
     def __repr__(self) -> str:
         return f"<{self.name}Backward>"

@@ -1,53 +1,33 @@
-"""The ops also offered as functions, ``autodiff.exp(t)`` beside ``t.exp()`` (as torch.exp)."""
+"""The ops also offered as functions, ``autodiff.exp(t)`` beside ``t.exp()`` (as torch.exp).
+
+Generated from the op table: every name in an op's ``functions=`` becomes ``autodiff.NAME``,
+calling the Tensor method of that name (its first argument made a Tensor), or the function of
+that name in `autodiff.tensor` where there is no method (``where``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from autodiff import ops, tensor
 from autodiff.tensor import Tensor
 
 
-def _tensor(t) -> Tensor:
-    return t if isinstance(t, Tensor) else Tensor(t)
+def _as_function(name: str) -> Callable[..., Tensor]:
+    method = getattr(Tensor, name, None)
+    if method is None:
+        function: Callable[..., Tensor] = getattr(tensor, name)
+        return function
+
+    def call(t: Any, *args: Any, **kwargs: Any) -> Tensor:
+        return method(t if isinstance(t, Tensor) else Tensor(t), *args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = method.__doc__
+    return call
 
 
-def matmul(a, b) -> Tensor:
-    return _tensor(a) @ b
-
-
-def exp(t) -> Tensor:
-    return _tensor(t).exp()
-
-
-def log(t) -> Tensor:
-    return _tensor(t).log()
-
-
-def clamp(t, min: float | None = None, max: float | None = None) -> Tensor:
-    return _tensor(t).clamp(min=min, max=max)
-
-
-def relu(t) -> Tensor:
-    return _tensor(t).relu()
-
-
-def sigmoid(t) -> Tensor:
-    return _tensor(t).sigmoid()
-
-
-def tanh(t) -> Tensor:
-    return _tensor(t).tanh()
-
-
-def sum(t, dim=None, keepdim: bool = False) -> Tensor:
-    return _tensor(t).sum(dim, keepdim)
-
-
-def mean(t, dim=None, keepdim: bool = False) -> Tensor:
-    return _tensor(t).mean(dim, keepdim)
-
-
-def softmax(t, dim: int) -> Tensor:
-    return _tensor(t).softmax(dim)
-
-
-def log_softmax(t, dim: int) -> Tensor:
-    return _tensor(t).log_softmax(dim)
+FUNCTIONS = {name: _as_function(name) for op in ops.OPS.values() for name in op.functions}
+globals().update(FUNCTIONS)
+__all__ = sorted(FUNCTIONS)

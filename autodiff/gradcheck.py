@@ -67,7 +67,7 @@ def gradcheck(fn: Callable[..., Tensor | Sequence[Tensor]], inputs: Tensor | Seq
     """
     check_steps("gradcheck", eps=eps, atol=atol, rtol=rtol)
     inputs = as_float64(inputs)
-    checked = differentiable(inputs)
+    checked = grad_input_indices(inputs)
     if not checked:
         raise ValueError("gradcheck: no input Tensor has requires_grad=True")
     rng = np.random.default_rng(seed)
@@ -91,7 +91,7 @@ def gradgradcheck(fn: Callable[..., Tensor | Sequence[Tensor]], inputs: Tensor |
                   raise_exception: bool = True, fast_mode: bool = False, seed: int = 0) -> bool:
     """Check second derivatives: gradcheck of x ↦ (d fn/dx)ᵀu, built with create_graph=True."""
     inputs = as_float64(inputs)
-    if not differentiable(inputs):
+    if not grad_input_indices(inputs):
         return True
     upstream = random_upstream(fn, inputs, np.random.default_rng(seed + 1))
 
@@ -120,7 +120,8 @@ def as_float64(inputs) -> list:
             if isinstance(t, Tensor) and t.dtype.kind == "f" else t for t in inputs]
 
 
-def differentiable(inputs: list) -> list[int]:
+def grad_input_indices(inputs: list) -> list[int]:
+    """The positions of the inputs that are Tensors requiring grad."""
     return [i for i, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
 
 
@@ -150,7 +151,7 @@ def is_projected(upstream: list[np.ndarray]) -> bool:
 
 def analytical_vjp(fn: Callable, inputs: list, upstream: list[np.ndarray]) -> dict[int, np.ndarray]:
     """The engine's Jᵀu for each input that requires grad (zeros where the output ignores it)."""
-    checked = differentiable(inputs)
+    checked = grad_input_indices(inputs)
     recorded = [(o, u) for o, u in zip(outputs_of(fn(*inputs)), upstream) if o.requires_grad]
     grads = grad([o for o, _ in recorded], [inputs[i] for i in checked],
                  grad_outputs=[u.astype(o.dtype) for o, u in recorded],
@@ -171,7 +172,7 @@ def numerical_vjp(fn: Callable, inputs: list, upstream: list[np.ndarray],
     """Jᵀu by central differences, element by element (two evaluations per element)."""
     value = projected(fn, upstream)
     result = {}
-    for i in differentiable(inputs):
+    for i in grad_input_indices(inputs):
         x = inputs[i].data
         gradient = np.zeros(x.shape)
         for index in np.ndindex(x.shape):

@@ -1,8 +1,9 @@
-"""What a recorded op leaves behind (a `Node`, the tensor's ``grad_fn``) and whether ops record.
+"""The graph: what a recorded op leaves behind (a node, the tensor's ``grad_fn``), the modes that
+say whether ops record, and the in-place count.
 
-The backward walker (`autodiff.backward`) talks to a node through three things only: its
-``inputs``, ``vjp(g, create_graph)`` (one gradient per input, ``None`` where none is needed) and
-``release()``. It knows nothing about particular ops.
+Two kinds of node exist, `Node` (a primitive of the op table) and `function.FunctionNode` (a
+user's `Function`). Both implement `GradNode`, the one interface the walker, `viz` and
+`autodiff.testing` rely on; none of them knows about particular ops.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from autodiff.ops import Op
+from autodiff.primitive import Dispatch, Op
 
 
 class GradModes(threading.local):
@@ -22,10 +24,10 @@ class GradModes(threading.local):
     def __init__(self) -> None:
         self.enabled = True
         self.detect_anomaly = False
-        self.record_origins = False  # on under detect_anomaly, and while autodiff.testing localises
+        self.record_origins = False  # on under detect_anomaly, and while autodiff.testing localizes
         # objects told each tensor's complete gradient during backward (`autodiff.viz`
         # snapshots); the walker checks the list once per node, nothing is called when it is empty
-        self.observers: list = []
+        self.observers: list[Any] = []
 
 
 GradMode = GradModes()
@@ -35,7 +37,7 @@ def is_grad_enabled() -> bool:
     return GradMode.enabled
 
 
-class switched(contextlib.ContextDecorator):
+class set_modes(contextlib.ContextDecorator):
     """Set GradMode's flags for a block and restore them after; also a decorator.
 
     One object may be entered again, nested, and from several threads at once: what each entry
@@ -46,7 +48,7 @@ class switched(contextlib.ContextDecorator):
         self.flags = flags
         self._saved = threading.local()
 
-    def __enter__(self) -> switched:
+    def __enter__(self) -> set_modes:
         stack = self._saved.__dict__.setdefault("stack", [])
         stack.append({name: getattr(GradMode, name) for name in self.flags})
         for name, value in self.flags.items():
@@ -58,9 +60,9 @@ class switched(contextlib.ContextDecorator):
             setattr(GradMode, name, value)
 
 
-def no_grad() -> switched:
+def no_grad() -> set_modes:
     """Context manager and decorator: ops inside record nothing (as torch.no_grad)."""
-    return switched(enabled=False)
+    return set_modes(enabled=False)
 
 
 class InPlace:
@@ -85,7 +87,34 @@ class GraphFreedError(RuntimeError):
     pass
 
 
-def freed_error(node: Any) -> GraphFreedError:
+class GradNode(Protocol):
+    """What a node offers the walker (inputs, vjp, release) and viz and testing (name, origin,
+    formulas, replay). `Node` and `function.FunctionNode` implement it."""
+
+    inputs: tuple[Any, ...] | None  # the input tensors, in argument order; None once released
+    origin: str | None  # the line of user code that created it, while origins are recorded
+
+    @property
+    def name(self) -> str: ...
+
+    def vjp(self, g: Any, create_graph: bool) -> list[Any]:
+        """One gradient per input (None where none is needed), given the output's gradient."""
+        ...
+
+    def release(self) -> None:
+        """Drop the inputs (and whatever backward needed): the graph is freed."""
+        ...
+
+    def formulas(self) -> list[str]:
+        """Each input's gradient rule in words."""
+        ...
+
+    def replay(self) -> Callable[..., Any]:
+        """The node's op as a function of new input tensors (its parameters fixed)."""
+        ...
+
+
+def freed_error(node: GradNode) -> GraphFreedError:
     return GraphFreedError(
         f"backward: the graph through {node!r} was freed by an earlier backward; "
         "pass retain_graph=True to the first backward to walk it again"
@@ -101,19 +130,19 @@ class Node:
 
     __slots__ = ("op", "inputs", "params", "_out", "origin", "recorded_at")
 
-    def __init__(self, op: Op, inputs: tuple, params: dict, out: Any) -> None:
+    def __init__(self, op: Op, inputs: tuple[Any, ...], params: dict[str, Any], out: Any) -> None:
         self.op = op
-        self.inputs = inputs
+        self.inputs: tuple[Any, ...] | None = inputs
         self.params = params
         self._out = weakref.ref(out)  # weak: the output holds this node, not the other way round
-        self.origin = None  # where user code created it, noted while origins are recorded
+        self.origin: str | None = None
         self.recorded_at = InPlace.count
 
     @property
     def name(self) -> str:
         return self.op.name
 
-    def vjp(self, g: Any, create_graph: bool) -> list:
+    def vjp(self, g: Any, create_graph: bool) -> list[Any]:
         inputs = self.inputs
         if inputs is None:
             raise freed_error(self)
@@ -121,29 +150,35 @@ class Node:
         if InPlace.count != self.recorded_at:  # something was modified in place since
             check_versions(self, inputs, self.recorded_at, out, self.op.saves)
         if create_graph:
-            args = inputs
+            args: Any = inputs
         else:
             args, out = [t.data for t in inputs], out.data
         params = self.params
         return [
-            rule(g, out, *args, **params) if t.requires_grad else None
+            rule(g, out, *args, **params) if rule is not None and t.requires_grad else None
             for t, rule in zip(inputs, self.op.vjps)
         ]
 
     def release(self) -> None:
         self.inputs = None
 
+    def formulas(self) -> list[str]:
+        return self.op.formulas()
+
+    def replay(self) -> Callable[..., Any]:
+        return lambda *xs: Dispatch.record(self.op, *xs, **self.params)  # type: ignore[misc]
+
     def __repr__(self) -> str:
         return f"<{camel(self.name)}Backward>"
 
 
-def check_versions(node: Any, tensors: tuple, recorded_at: int, out: Any,
+def check_versions(node: GradNode, tensors: tuple[Any, ...], recorded_at: int, out: Any,
                    saves: tuple[int | str, ...] | None, what: str = "input") -> None:
     """Raise if a tensor that `node`'s gradient rule reads was modified in place after the node
     was recorded. `saves` names what the rule reads: input positions, "out" for the output;
     None for all of them."""
     for i in (*range(len(tensors)), "out") if saves is None else saves:
-        t, which = (out, "output") if i == "out" else (tensors[i], f"{what} {i}")
+        t, which = (out, "output") if i == "out" else (tensors[int(i)], f"{what} {i}")
         if t is not None and t._version > recorded_at:
             raise RuntimeError(
                 f"backward: {node.name}'s {which} (shape {t.shape}) was modified in place after "
@@ -151,11 +186,12 @@ def check_versions(node: Any, tensors: tuple, recorded_at: int, out: Any,
                 "or modify it before using it")
 
 
-def tensors_in_order(roots: list) -> list:
+def tensors_in_order(roots: list[Any]) -> list[Any]:
     """Every tensor behind `roots`, each after the tensors it was computed from (an iterative
     post-order, inputs in argument order): the order the program ran, and a numbering that is
     the same for the same program every time."""
-    order, seen = [], set()  # tensors hash by identity
+    order: list[Any] = []
+    seen: set[Any] = set()  # tensors hash by identity
     stack = [(t, False) for t in reversed(roots)]
     while stack:
         t, inputs_done = stack.pop()

@@ -3,114 +3,88 @@
 A forward takes NumPy arrays (and keyword parameters such as ``dim``) and returns an array.
 A VJP rule ``rule(g, out, *inputs, **params)`` takes the upstream gradient ``g``, the forward's
 output and inputs, and returns the gradient for one input. Rules are written with operators and
-`autodiff.xp`, so the same rule runs on arrays (plain backward) and on Tensors
-(``create_graph=True``). A rule may return a gradient of the broadcast shape: the graph walker
-sums it back to the input's shape, so no rule has to. Each rule's docstring is its formula; the
-graph renderer shows it.
+``prim.NAME`` (another primitive of this table), so the same rule runs on arrays (plain
+backward) and on Tensors (``create_graph=True``). A rule may return a gradient of the broadcast
+shape: the graph walker sums it back to the input's shape, so no rule has to. Each rule's
+docstring is its formula; the graph renderer and the README show it.
 
-Kinks (points where an op is not differentiable) are declared with the op, with the subgradient
-it returns there; `autodiff.testing` steers inputs away from them and asserts the declaration.
+What else is known about an op is declared where it is registered (`autodiff.primitive.Op`):
+its kink and the gradient it passes there, its domain, whether it is analytic and smooth, what
+its rules read (``saves``), and the names it is offered under as ``autodiff.NAME``.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
-from autodiff import xp
+from autodiff.primitive import OPS as OPS  # the table itself, filled in below
+from autodiff.primitive import Domain, Kink, Value, prim, primitive, sum_to
+from autodiff.primitive import Op as Op
 
 
-@dataclass(frozen=True)
-class Kink:
-    """Points where an elementwise op is not differentiable, and the gradient it passes there."""
-
-    points: Callable[..., tuple[float, ...]]  # from the op's parameters, e.g. clamp's min, max
-    gradient: float  # d out / d x returned exactly at those points
-
-
-@dataclass(frozen=True)
-class Op:
-    name: str
-    forward: Callable[..., np.ndarray]
-    vjps: tuple[Callable | None, ...]  # one rule per input; None: not differentiable there
-    kinks: str = ""  # in words: where the op is not differentiable, and what it returns there
-    kink: Kink | None = None  # the same, for tests to steer around and to assert
-    ties: bool = False  # not differentiable where inputs tie (max)
-    domain: str = ""  # in words: inputs outside which the op or its gradient is undefined
-    positive: tuple[int, ...] = ()  # inputs that must be > 0
-    nonzero: tuple[int, ...] = ()  # inputs that must be ≠ 0
-    # what the VJP rules read besides shapes (input positions, "out"; None: all inputs and the
-    # output): backward refuses to run them when one of these was modified in place since
-    saves: tuple[int | str, ...] | None = None
-
-    def rules(self) -> list[str]:
-        """The formula of each input's gradient rule (its docstring)."""
-        return [(rule.__doc__ or "").strip() for rule in self.vjps if rule is not None]
-
-
-OPS: dict[str, Op] = {}
-
-
-def primitive(name: str, forward: Callable, *vjps: Callable | None, **declared) -> Op:
-    """Register a primitive: its forward, one VJP rule per input, and its kinks and domain."""
-    op = Op(name, forward, vjps, **declared)
-    OPS[name] = op
-    return op
-
-
-def at_zero(**params) -> tuple[float, ...]:
+def at_zero(**params: object) -> tuple[float, ...]:
     return (0.0,)
 
 
-def at_bounds(min=None, max=None) -> tuple[float, ...]:
+def at_bounds(min: float | None = None, max: float | None = None) -> tuple[float, ...]:
     return tuple(b for b in (min, max) if b is not None)
 
 
+def explain_broadcast(shapes: list[tuple[int, ...]], params: dict) -> str | None:
+    """Elementwise ops: name the shapes that do not broadcast."""
+    try:
+        np.broadcast_shapes(*shapes)
+    except ValueError:
+        listed = " and ".join(str(s) for s in shapes)
+        return (f"cannot broadcast shapes {listed} (aligned from the right, each dimension "
+                "must be equal or 1)")
+    return None
+
+
 # ---------------------------------------------------------------- arithmetic (broadcasting)
-def add_da(g, out, a, b):
+def add_da(g: Value, out: Value, a: Value, b: Value) -> Value:
     """dA = G"""
     return g
 
 
-def add_db(g, out, a, b):
+def add_db(g: Value, out: Value, a: Value, b: Value) -> Value:
     """dB = G"""
     return g
 
 
-def sub_db(g, out, a, b):
+def sub_db(g: Value, out: Value, a: Value, b: Value) -> Value:
     """dB = −G"""
     return -g
 
 
-def mul_da(g, out, a, b):
+def mul_da(g: Value, out: Value, a: Value, b: Value) -> Value:
     """dA = G·B"""
     return g * b
 
 
-def mul_db(g, out, a, b):
+def mul_db(g: Value, out: Value, a: Value, b: Value) -> Value:
     """dB = G·A"""
     return g * a
 
 
-def div_da(g, out, a, b):
+def div_da(g: Value, out: Value, a: Value, b: Value) -> Value:
     """dA = G / B"""
     return g / b
 
 
-def div_db(g, out, a, b):
+def div_db(g: Value, out: Value, a: Value, b: Value) -> Value:
     """dB = −G·A / B² = −G·out / B"""
     return -g * out / b
 
 
-def neg_vjp(g, out, x):
+def neg_vjp(g: Value, out: Value, x: Value) -> Value:
     """dx = −G"""
     return -g
 
 
-def pow_da(g, out, a, b):
+def pow_da(g: Value, out: Value, a: Value, b: Value) -> Value:
     """dA = G·B·A^(B−1)   (0 where A = B = 0, as PyTorch: A⁰ = 1 is constant)"""
     exponent = b - 1
     if (np.asarray(b) == 0).any():  # B·A^(B−1) is 0·∞ where A = 0 too: take A¹ there instead
@@ -118,24 +92,24 @@ def pow_da(g, out, a, b):
     return g * b * a ** exponent
 
 
-def pow_db(g, out, a, b):
+def pow_db(g: Value, out: Value, a: Value, b: Value) -> Value:
     """dB = G·A^B·ln A"""
-    return g * out * xp.log(a)
+    return g * out * prim.log(a)
 
 
-ADD = primitive("add", np.add, add_da, add_db, saves=())
-SUB = primitive("sub", np.subtract, add_da, sub_db, saves=())
-MUL = primitive("mul", np.multiply, mul_da, mul_db, saves=(0, 1))
-DIV = primitive("div", np.divide, div_da, div_db, domain="B ≠ 0", nonzero=(1,),
-                saves=(1, "out"))
-NEG = primitive("neg", np.negative, neg_vjp, saves=())
+BROADCASTING = dict(elementwise=True, explain=explain_broadcast)
+ADD = primitive("add", np.add, add_da, add_db, saves=(), symbol="+", **BROADCASTING)
+SUB = primitive("sub", np.subtract, add_da, sub_db, saves=(), symbol="-", **BROADCASTING)
+MUL = primitive("mul", np.multiply, mul_da, mul_db, saves=(0, 1), symbol="*", **BROADCASTING)
+DIV = primitive("div", np.divide, div_da, div_db, domain=Domain(nonzero=(1,)),
+                saves=(1, "out"), symbol="/", **BROADCASTING)
+NEG = primitive("neg", np.negative, neg_vjp, saves=(), symbol="-", elementwise=True)
 POW = primitive("pow", operator.pow, pow_da, pow_db,  # a ** b: NumPy squares a ** 2 fast
-                domain="A > 0 for a non-integer exponent and for dB; A ≠ 0 where B < 1",
-                positive=(0,))
+                domain=Domain(positive=(0,), moderate=(1,)), symbol="**", **BROADCASTING)
 
 
 # ---------------------------------------------------------------- matmul
-def _as_matrices(g, a, b):
+def _as_matrices(g: Value, a: Value, b: Value) -> tuple[Value, Value, Value]:
     """Promote 1-D operands as np.matmul does: a → row (1, n), b → column (n, 1); g to match."""
     if b.ndim == 1:
         b, g = b.reshape(b.shape + (1,)), g.reshape(g.shape + (1,))
@@ -144,60 +118,73 @@ def _as_matrices(g, a, b):
     return g, a, b
 
 
-def matmul_da(g, out, a, b):
+def matmul_da(g: Value, out: Value, a: Value, b: Value) -> Value:
     """dA = G·Bᵀ"""
     if a.ndim == b.ndim == 2:  # the common case, without the general case's reshapes
         return g @ b.T
     g2, a2, b2 = _as_matrices(g, a, b)
-    return xp.sum_to(g2 @ b2.mT, a2.shape).reshape(a.shape)
+    return sum_to(g2 @ b2.mT, a2.shape).reshape(a.shape)
 
 
-def matmul_db(g, out, a, b):
+def matmul_db(g: Value, out: Value, a: Value, b: Value) -> Value:
     """dB = Aᵀ·G"""
     if a.ndim == b.ndim == 2:
         return a.T @ g
     g2, a2, b2 = _as_matrices(g, a, b)
-    return xp.sum_to(a2.mT @ g2, b2.shape).reshape(b.shape)
+    return sum_to(a2.mT @ g2, b2.shape).reshape(b.shape)
 
 
-MATMUL = primitive("matmul", np.matmul, matmul_da, matmul_db, saves=(0, 1))
+def explain_matmul(shapes: list[tuple[int, ...]], params: dict) -> str:
+    a, b = shapes
+    if not a or not b:
+        return f"both operands need at least 1 dimension, got {a} and {b}"
+    inner_a, inner_b = a[-1], b[-2] if len(b) >= 2 else b[0]
+    if inner_a != inner_b:
+        return (f"cannot multiply {a} by {b}: the last dimension of the first ({inner_a}) must "
+                f"equal the {'second-to-last' if len(b) >= 2 else 'only'} dimension of the "
+                f"second ({inner_b})")
+    return f"cannot broadcast the batch dimensions of {a} and {b}"
+
+
+MATMUL = primitive("matmul", np.matmul, matmul_da, matmul_db, saves=(0, 1), symbol="@",
+                   functions=("matmul",), explain=explain_matmul)
 
 
 # ---------------------------------------------------------------- elementwise
-def exp_vjp(g, out, x):
+def exp_vjp(g: Value, out: Value, x: Value) -> Value:
     """dx = G·eˣ = G·out"""
     return g * out
 
 
-def log_vjp(g, out, x):
+def log_vjp(g: Value, out: Value, x: Value) -> Value:
     """dx = G / x"""
     return g / x
 
 
-def sqrt_vjp(g, out, x):
+def sqrt_vjp(g: Value, out: Value, x: Value) -> Value:
     """dx = G / (2√x)"""
     return g / (2 * out)
 
 
-def abs_vjp(g, out, x):
+def abs_vjp(g: Value, out: Value, x: Value) -> Value:
     """dx = G·sign(x)   (0 at x = 0)"""
-    return g * xp.sign(x)
+    return g * prim.sign(x)
 
 
-def relu_forward(x):
+def relu_forward(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0)
 
 
-def relu_vjp(g, out, x):
+def relu_vjp(g: Value, out: Value, x: Value) -> Value:
     """dx = G·[x > 0]   (0 at x = 0)"""
     return g * (x > 0)
 
 
-def clamp_forward(x, min, max):
+def clamp_forward(x: np.ndarray, min: float | None, max: float | None) -> np.ndarray:
     return np.clip(x, min, max)
 
 
-def clamp_vjp(g, out, x, min, max):
+def clamp_vjp(g: Value, out: Value, x: Value, min: float | None, max: float | None) -> Value:
     """dx = G·[min ≤ x ≤ max]   (bounds included)"""
     if min is not None:
         g = g * (x >= min)
@@ -206,33 +193,39 @@ def clamp_vjp(g, out, x, min, max):
     return g
 
 
-def sigmoid_forward(x):
+def sigmoid_forward(x: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0, -x))  # 1 / (1 + e⁻ˣ) without overflow for x ≪ 0
 
 
-def sigmoid_vjp(g, out, x):
+def sigmoid_vjp(g: Value, out: Value, x: Value) -> Value:
     """dx = G·σ(x)·(1 − σ(x))"""
     return g * out * (1 - out)
 
 
-def tanh_vjp(g, out, x):
+def tanh_vjp(g: Value, out: Value, x: Value) -> Value:
     """dx = G·(1 − tanh²x)"""
     return g * (1 - out * out)
 
 
-EXP = primitive("exp", np.exp, exp_vjp, saves=("out",))
-LOG = primitive("log", np.log, log_vjp, domain="x > 0", positive=(0,), saves=(0,))
-SQRT = primitive("sqrt", np.sqrt, sqrt_vjp, domain="x > 0 (the gradient is infinite at 0)",
-                 positive=(0,), saves=("out",))
-ABS = primitive("abs", np.abs, abs_vjp, kinks="x = 0: gradient 0 (as PyTorch)",
-                kink=Kink(at_zero, 0.0), saves=(0,))
-RELU = primitive("relu", relu_forward, relu_vjp, kinks="x = 0: gradient 0 (as PyTorch)",
-                 kink=Kink(at_zero, 0.0), saves=(0,))
+UNARY = dict(elementwise=True)
+EXP = primitive("exp", np.exp, exp_vjp, domain=Domain(moderate=(0,)), saves=("out",),
+                functions=("exp",), **UNARY)
+LOG = primitive("log", np.log, log_vjp, domain=Domain(positive=(0,)), saves=(0,),
+                functions=("log",), **UNARY)
+SQRT = primitive("sqrt", np.sqrt, sqrt_vjp, domain=Domain(positive=(0,)), saves=("out",),
+                 **UNARY)
+ABS = primitive("abs", np.abs, abs_vjp, kink=Kink("x = 0", 0.0, at_zero), analytic=False,
+                smooth=False, saves=(0,), **UNARY)
+SIGN = primitive("sign", np.sign, None, kink=Kink("x = 0", 0.0, at_zero), analytic=False,
+                 smooth=False, saves=(), **UNARY)  # piecewise constant: no gradient flows
+RELU = primitive("relu", relu_forward, relu_vjp, kink=Kink("x = 0", 0.0, at_zero),
+                 analytic=False, smooth=False, saves=(0,), functions=("relu",), **UNARY)
 CLAMP = primitive("clamp", clamp_forward, clamp_vjp,
-                  kinks="x = min or x = max: gradient passes (1), as PyTorch",
-                  kink=Kink(at_bounds, 1.0), saves=(0,))
-SIGMOID = primitive("sigmoid", sigmoid_forward, sigmoid_vjp, saves=("out",))
-TANH = primitive("tanh", np.tanh, tanh_vjp, saves=("out",))
+                  kink=Kink("x = min or x = max", 1.0, at_bounds), analytic=False, smooth=False,
+                  saves=(0,), functions=("clamp",), **UNARY)
+SIGMOID = primitive("sigmoid", sigmoid_forward, sigmoid_vjp, analytic=False, saves=("out",),
+                    functions=("sigmoid",), **UNARY)  # logaddexp has no complex form
+TANH = primitive("tanh", np.tanh, tanh_vjp, saves=("out",), functions=("tanh",), **UNARY)
 
 
 # ---------------------------------------------------------------- reductions
@@ -241,121 +234,140 @@ def keepdim_shape(shape: tuple[int, ...], dim: tuple[int, ...] | None) -> tuple[
     return tuple(1 if dim is None or i in dim else n for i, n in enumerate(shape))
 
 
-def sum_forward(x, dim, keepdim):
+def sum_forward(x: np.ndarray, dim: tuple[int, ...] | None, keepdim: bool) -> np.ndarray:
     return x.sum(axis=dim, keepdims=keepdim)
 
 
-def sum_vjp(g, out, x, dim, keepdim):
+def sum_vjp(g: Value, out: Value, x: Value, dim: tuple[int, ...] | None, keepdim: bool) -> Value:
     """dx = G copied back over the summed dims"""
-    return xp.broadcast_to(g.reshape(keepdim_shape(x.shape, dim)), x.shape)
+    return prim.broadcast_to(g.reshape(keepdim_shape(x.shape, dim)), x.shape)
 
 
-def max_forward(x, dim, keepdim):
+def max_forward(x: np.ndarray, dim: tuple[int, ...] | None, keepdim: bool) -> np.ndarray:
     return x.max(axis=dim, keepdims=keepdim)
 
 
-def max_vjp(g, out, x, dim, keepdim):
+def max_vjp(g: Value, out: Value, x: Value, dim: tuple[int, ...] | None, keepdim: bool) -> Value:
     """dx = G at the maximum, shared equally between ties"""
     shape = keepdim_shape(x.shape, dim)
     is_max = x == out.reshape(shape)
-    return g.reshape(shape) * is_max / xp.sum(is_max, dim, keepdim=True)
+    return g.reshape(shape) * is_max / prim.sum(is_max, dim, keepdim=True)
 
 
-SUM = primitive("sum", sum_forward, sum_vjp, saves=())
-MAX = primitive("max", max_forward, max_vjp,
-                kinks="ties: the gradient is shared equally between the tied maxima "
-                      "(as torch.amax and torch.max without dim)", ties=True)
+SUM = primitive("sum", sum_forward, sum_vjp, saves=(), functions=("sum", "mean"))
+MAX = primitive("max", max_forward, max_vjp, analytic=False, smooth=False,
+                kink=Kink("ties", "shared equally between the tied maxima (as torch.amax)"))
 
 
 # ---------------------------------------------------------------- softmax
-def softmax_forward(x, dim):
+def softmax_forward(x: np.ndarray, dim: int) -> np.ndarray:
     e = np.exp(x - x.max(axis=dim, keepdims=True))  # shifting by the max: same result, no overflow
     return e / e.sum(axis=dim, keepdims=True)
 
 
-def softmax_vjp(g, s, x, dim):
+def softmax_vjp(g: Value, s: Value, x: Value, dim: int) -> Value:
     """dx = s·(G − Σ G·s)   (Jᵀg with the Jacobian J = diag(s) − s·sᵀ)"""
-    return s * (g - xp.sum(g * s, dim, keepdim=True))
+    return s * (g - prim.sum(g * s, (dim,), keepdim=True))
 
 
-def log_softmax_forward(x, dim):
+def log_softmax_forward(x: np.ndarray, dim: int) -> np.ndarray:
     shifted = x - x.max(axis=dim, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
 
 
-def log_softmax_vjp(g, out, x, dim):
+def log_softmax_vjp(g: Value, out: Value, x: Value, dim: int) -> Value:
     """dx = G − softmax(x)·Σ G"""
-    return g - xp.exp(out) * xp.sum(g, dim, keepdim=True)
+    return g - prim.exp(out) * prim.sum(g, (dim,), keepdim=True)
 
 
-SOFTMAX = primitive("softmax", softmax_forward, softmax_vjp, saves=("out",))
-LOG_SOFTMAX = primitive("log_softmax", log_softmax_forward, log_softmax_vjp,
-                        saves=("out",))
+SOFTMAX = primitive("softmax", softmax_forward, softmax_vjp, saves=("out",),
+                    functions=("softmax",))
+LOG_SOFTMAX = primitive("log_softmax", log_softmax_forward, log_softmax_vjp, saves=("out",),
+                        functions=("log_softmax",))
 
 
 # ---------------------------------------------------------------- shape and indexing
-def reshape_forward(x, shape):
+def reshape_forward(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return x.reshape(shape)
 
 
-def reshape_vjp(g, out, x, shape):
+def reshape_vjp(g: Value, out: Value, x: Value, shape: tuple[int, ...]) -> Value:
     """dx = G reshaped back"""
     return g.reshape(x.shape)
 
 
-def permute_forward(x, dims):
+def explain_reshape(shapes: list[tuple[int, ...]], params: dict) -> str:
+    (shape,) = shapes
+    return (f"cannot reshape a tensor of shape {shape} ({int(np.prod(shape))} elements) into "
+            f"{params['shape']}")
+
+
+def permute_forward(x: np.ndarray, dims: tuple[int, ...]) -> np.ndarray:
     return np.transpose(x, dims)
 
 
-def permute_vjp(g, out, x, dims):
+def permute_vjp(g: Value, out: Value, x: Value, dims: tuple[int, ...]) -> Value:
     """dx = G with the inverse permutation"""
-    return xp.permute(g, tuple(int(i) for i in np.argsort(dims)))
+    return prim.permute(g, tuple(int(i) for i in np.argsort(dims)))
 
 
-def broadcast_to_forward(x, shape):
+def broadcast_to_forward(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.broadcast_to(x, shape)
 
 
-def broadcast_to_vjp(g, out, x, shape):
+def broadcast_to_vjp(g: Value, out: Value, x: Value, shape: tuple[int, ...]) -> Value:
     """dx = G summed over the broadcast dims (the walker sums it to x's shape)"""
     return g
 
 
-def index_forward(x, index):
-    return x[index]
+def explain_broadcast_to(shapes: list[tuple[int, ...]], params: dict) -> str:
+    return f"cannot broadcast shape {shapes[0]} to {params['shape']}"
 
 
-def index_vjp(g, out, x, index):
+def index_forward(x: np.ndarray, index: object) -> np.ndarray:
+    return x[index]  # type: ignore[index]
+
+
+def index_vjp(g: Value, out: Value, x: Value, index: object) -> Value:
     """dx = zeros with G added at the index (repeats accumulate)"""
-    return xp.index_add(g, x.shape, index)
+    return prim.index_add(g, x.shape, index)
 
 
-def index_add_forward(g, shape, index):
-    return xp.index_add(g, shape, index)
+def index_add_forward(g: np.ndarray, shape: tuple[int, ...], index: object) -> np.ndarray:
+    """zeros(shape) with g added at index (repeated indices accumulate)."""
+    out = np.zeros(shape, dtype=g.dtype)
+    parts = index if isinstance(index, tuple) else (index,)
+    if any(isinstance(p, np.ndarray) for p in parts):
+        np.add.at(out, index, g)  # unbuffered: a repeated index adds once per occurrence
+    else:
+        out[index] = g  # type: ignore[index]  # basic indexing never repeats an element
+    return out
 
 
-def index_add_vjp(g, out, x, shape, index):
+def index_add_vjp(g: Value, out: Value, x: Value, shape: tuple[int, ...], index: object) -> Value:
     """dx = G[index]"""
     return g[index]
 
 
-def where_forward(condition, a, b):
+def where_forward(condition: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(condition, a, b)
 
 
-def where_da(g, out, condition, a, b):
+def where_da(g: Value, out: Value, condition: Value, a: Value, b: Value) -> Value:
     """dA = G where the condition holds, else 0"""
-    return xp.where(condition, g, 0)
+    return prim.where(condition, g, 0)
 
 
-def where_db(g, out, condition, a, b):
+def where_db(g: Value, out: Value, condition: Value, a: Value, b: Value) -> Value:
     """dB = G where the condition fails, else 0"""
-    return xp.where(condition, 0, g)
+    return prim.where(condition, 0, g)
 
 
-RESHAPE = primitive("reshape", reshape_forward, reshape_vjp, saves=())
+RESHAPE = primitive("reshape", reshape_forward, reshape_vjp, saves=(), explain=explain_reshape)
 PERMUTE = primitive("permute", permute_forward, permute_vjp, saves=())
-BROADCAST_TO = primitive("broadcast_to", broadcast_to_forward, broadcast_to_vjp, saves=())
+BROADCAST_TO = primitive("broadcast_to", broadcast_to_forward, broadcast_to_vjp, saves=(),
+                         explain=explain_broadcast_to)
 INDEX = primitive("index", index_forward, index_vjp, saves=())
 INDEX_ADD = primitive("index_add", index_add_forward, index_add_vjp, saves=())
-WHERE = primitive("where", where_forward, None, where_da, where_db, saves=(0,))
+WHERE = primitive("where", where_forward, None, where_da, where_db, saves=(0,),
+                  functions=("where",), **BROADCASTING)

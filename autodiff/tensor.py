@@ -6,30 +6,33 @@ Every differentiable method is one call to `apply` with a primitive from `autodi
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from autodiff import anomaly, ops
-from autodiff.errors import ShapeError, check_dim, check_dims, explain, reduced_dims
-from autodiff.graph import GradMode, InPlace, Node
+from autodiff import ops
+from autodiff.backward import backward
+from autodiff.errors import (
+    ShapeError,
+    as_numeric_array,
+    explain,
+    normalize_dim,
+    normalize_dims,
+    reduced_dims,
+)
+from autodiff.graph import InPlace, Node
+from autodiff.primitive import Dispatch
+from autodiff.recording import record
 
 
-def apply(op: ops.Op, *inputs: Tensor, **params) -> Tensor:
+def apply(op: ops.Op, *inputs: Tensor, **params: Any) -> Tensor:
     """Run a primitive's forward on the inputs' arrays; record a node when a gradient is needed."""
     try:
         data = op.forward(*[t.data for t in inputs], **params)
     except (ValueError, IndexError, TypeError) as error:
-        raise explain(op.name, inputs, params, error) from None
-    out = Tensor._wrap(data)
-    if GradMode.enabled:
-        for t in inputs:  # a loop, not any(): this runs for every op, so it is kept lean
-            if t.requires_grad:
-                out.requires_grad = True
-                out.grad_fn = Node(op, inputs, params, out)
-                break
-    if GradMode.record_origins:
-        anomaly.note(op.name, inputs, out)
-    return out
+        raise explain(op, inputs, params, error) from None
+    return record(op.name, inputs, Tensor._wrap(data), Node, op, inputs, params)
 
 
 class Tensor:
@@ -138,8 +141,6 @@ class Tensor:
     def backward(self, gradient=None, retain_graph: bool = False,
                  create_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf)·gradient into ``.grad`` of every leaf that requires grad."""
-        from autodiff.backward import backward
-
         backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph)
 
     def __len__(self) -> int:
@@ -249,8 +250,8 @@ class Tensor:
         return Tensor._wrap(self.data != self._operand(other, "ne").data)
 
     def sign(self) -> Tensor:
-        """-1, 0 or 1 per element; constant, so it carries no gradient (its derivative is 0)."""
-        return Tensor._wrap(np.sign(self.data))
+        """-1, 0 or 1 per element; piecewise constant, so no gradient flows through it."""
+        return apply(ops.SIGN, self)
 
     # ------------------------------------------------------------ elementwise
     def exp(self) -> Tensor:
@@ -303,10 +304,10 @@ class Tensor:
         return apply(ops.MAX, self, dim=dims, keepdim=keepdim)
 
     def softmax(self, dim: int) -> Tensor:
-        return apply(ops.SOFTMAX, self, dim=check_dim("softmax", self.shape, dim))
+        return apply(ops.SOFTMAX, self, dim=normalize_dim("softmax", self.shape, dim))
 
     def log_softmax(self, dim: int) -> Tensor:
-        return apply(ops.LOG_SOFTMAX, self, dim=check_dim("log_softmax", self.shape, dim))
+        return apply(ops.LOG_SOFTMAX, self, dim=normalize_dim("log_softmax", self.shape, dim))
 
     # ------------------------------------------------------------ shape
     def reshape(self, *shape) -> Tensor:
@@ -317,14 +318,14 @@ class Tensor:
 
     def permute(self, *dims) -> Tensor:
         dims = _unpack(dims)
-        if sorted(check_dims("permute", self.shape, dims) or ()) != list(range(self.ndim)):
+        if sorted(normalize_dims("permute", self.shape, dims) or ()) != list(range(self.ndim)):
             raise ShapeError(f"permute: {dims} is not a permutation of the {self.ndim} dims "
                              f"of shape {self.shape}")
         return apply(ops.PERMUTE, self, dims=tuple(int(d) % self.ndim for d in dims))
 
     def transpose(self, dim0: int, dim1: int) -> Tensor:
         dims = list(range(self.ndim))
-        d0, d1 = check_dim("transpose", self.shape, dim0), check_dim("transpose", self.shape, dim1)
+        d0, d1 = (normalize_dim("transpose", self.shape, d) for d in (dim0, dim1))
         dims[d0], dims[d1] = d1, d0
         return apply(ops.PERMUTE, self, dims=tuple(dims))
 
@@ -344,12 +345,12 @@ class Tensor:
 
     def unsqueeze(self, dim: int) -> Tensor:
         """Insert a dim of size 1 at `dim` (in [-ndim-1, ndim])."""
-        d = check_dim("unsqueeze", self.shape + (1,), dim)
+        d = normalize_dim("unsqueeze", self.shape + (1,), dim)
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
     def squeeze(self, dim=None) -> Tensor:
         """Drop dims of size 1 (all, or those in `dim` that have size 1, as PyTorch)."""
-        dims = check_dims("squeeze", self.shape, dim)
+        dims = normalize_dims("squeeze", self.shape, dim)
         keep = [n for i, n in enumerate(self.shape)
                 if n != 1 or (dims is not None and i not in dims)]
         return self.reshape(tuple(keep))
@@ -403,28 +404,18 @@ def where(condition, a, b) -> Tensor:
     return apply(ops.WHERE, condition, a, b)
 
 
-def as_numeric_array(caller: str, data: object, dtype: DTypeLike = None) -> np.ndarray:
-    """``np.asarray(data, dtype)``, refusing what is not numbers: strings, None, objects and
-    complex values (no op here is defined on them)."""
-    try:
-        array = np.asarray(data)  # first as it is: "1.5" with dtype=float would pass
-        if array.dtype.kind in "biuf" and dtype is not None:
-            array = array.astype(dtype, copy=False)
-    except (ValueError, TypeError) as error:
-        raise TypeError(f"{caller}: expected numbers (a number, a nested list of numbers, an "
-                        f"array or a Tensor), got {_describe(data)}: {error}") from None
-    if array.dtype.kind not in "biuf":
-        raise TypeError(f"{caller}: expected numbers (bool, integer or floating), got "
-                        f"{_describe(data)} of dtype {array.dtype}")
-    return array
-
-
-def _describe(data: object) -> str:
-    return repr(data) if data is None or isinstance(data, str) and len(data) < 40 else \
-        type(data).__name__
-
-
 def tensor(data: ArrayLike, requires_grad: bool = False, dtype: DTypeLike = None,
            name: str | None = None) -> Tensor:
     """Make a Tensor (as torch.tensor)."""
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)
+
+
+def _record_on_tensors(op: ops.Op, *args: Any, **params: Any) -> Tensor:
+    """How ``prim.NAME`` runs a primitive when a rule computes with Tensors: arrays and Python
+    numbers among the arguments become constants (numbers take the first tensor's float dtype)."""
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    first = next((t for t in tensors if t.dtype.kind == "f"), tensors[0])
+    return apply(op, *[first._operand(a, op.name) for a in args], **params)
+
+
+Dispatch.connect(Tensor, _record_on_tensors)

@@ -4,31 +4,37 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from op_table import CASES
 
 import autodiff as ad
 from autodiff.ops import OPS
+from autodiff.tensor import apply
 from autodiff.testing import floats
 
-
-def _grad_of(fn, values):
-    x = ad.tensor(np.asarray(values, dtype=float), requires_grad=True)
-    fn(x).backward(np.ones(fn(x.detach()).shape))
-    return x.grad.data
+KINKED = [op for op in OPS.values() if op.kink is not None and op.kink.points is not None]
 
 
-def test_relu_passes_no_gradient_at_zero():
-    np.testing.assert_array_equal(_grad_of(ad.relu, [-1.0, 0.0, 2.0]), [0.0, 0.0, 1.0])
+def _row_for(op):
+    return next(case for case in CASES if case.covers == (op.name,))
 
 
-def test_abs_has_gradient_zero_at_zero():
-    np.testing.assert_array_equal(_grad_of(lambda x: x.abs(), [-2.0, 0.0, 3.0]), [-1.0, 0.0, 1.0])
+@pytest.mark.parametrize("op", KINKED, ids=lambda op: op.name)
+@given(data=st.data())
+def test_the_declared_gradient_is_passed_exactly_at_each_kink(op, data):
+    """For every op of the table with kink points: inputs exactly there (and the op's
+    parameters as its test row draws them) get exactly the gradient the op declares."""
+    _, params = data.draw(_row_for(op).examples)
+    x = ad.tensor(np.repeat(op.kink.points(**params), 2), requires_grad=True)
+    upstream = np.array(data.draw(st.lists(floats(-3, 3), min_size=x.size, max_size=x.size)))
+    apply(op, x, **params).backward(upstream)
+    np.testing.assert_array_equal(np.zeros(x.shape) if x.grad is None else x.grad.data,
+                                  upstream * op.kink.gradient)
 
 
-@given(low=floats(-3, 0), width=floats(0.1, 3))
-def test_clamp_passes_the_gradient_at_both_bounds(low, width):
-    high = low + width
-    grads = _grad_of(lambda x: x.clamp(min=low, max=high), [low - 1, low, high, high + 1])
-    np.testing.assert_array_equal(grads, [0.0, 1.0, 1.0, 0.0])
+def test_relu_abs_and_clamp_declare_what_pytorch_does():
+    """The declarations themselves, against PyTorch's documented subgradients."""
+    assert (OPS["relu"].kink.gradient, OPS["abs"].kink.gradient) == (0.0, 0.0)
+    assert OPS["clamp"].kink.gradient == 1.0
 
 
 @given(ties=st.integers(2, 5), others=st.integers(0, 4), upstream=floats(-3, 3))
@@ -45,16 +51,11 @@ def test_max_over_a_dim_shares_ties_per_row():
     np.testing.assert_array_equal(x.grad.data, [[0.0, 0.5, 0.5], [1.0, 0.0, 0.0]])
 
 
-@pytest.mark.parametrize("name", ["relu", "abs", "clamp", "max"])
-def test_every_kink_is_declared(name):
-    op = OPS[name]
-    assert op.kinks, f"{name} must say in words what it returns at its kink"
-    assert op.kink is not None or op.ties, f"{name} must declare its kink for the tests"
-
-
-def test_smooth_ops_declare_no_kink():
-    assert {name for name, op in OPS.items() if op.kink or op.ties} == {"relu", "abs", "clamp",
-                                                                         "max"}
+def test_an_op_is_smooth_exactly_when_it_declares_no_kink():
+    for op in OPS.values():
+        assert op.smooth == (op.kink is None), f"{op.name}: smooth and kink disagree"
+        if op.kink is not None:
+            assert op.kink.describe(), f"{op.name} must say in words what it returns at its kink"
 
 
 def test_softmax_and_log_softmax_are_finite_around_plus_minus_1000():

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from autodiff.gradcheck import GradcheckError, Mismatch, gradcheck, outputs_of
-from autodiff.graph import switched, tensors_in_order
-from autodiff.tensor import Tensor, apply
+from autodiff.graph import set_modes, tensors_in_order
+from autodiff.tensor import Tensor
 
 
 @dataclass(frozen=True)
@@ -30,26 +30,13 @@ class Finding:
 def localize(fn: Callable, inputs: list, **tolerances) -> Finding | None:
     """Run `fn`, then gradcheck every recorded op alone at the values it saw, in the order they
     ran; return the first that fails (or None when every op's VJP is right)."""
-    with switched(record_origins=True):
+    with set_modes(record_origins=True):
         outputs = outputs_of(fn(*inputs))
     for node in [t.grad_fn for t in tensors_in_order(outputs) if t.grad_fn is not None]:
         values = [Tensor(t.data.copy(), requires_grad=t.requires_grad) for t in node.inputs]
         try:
-            gradcheck(_reapply(node), values, **tolerances)
+            gradcheck(node.replay(), values, **tolerances)
         except GradcheckError as error:
             return Finding(node.name, node.origin or "<unknown>",
                            [t.shape for t in node.inputs], error.mismatch)
     return None
-
-
-def _reapply(node) -> Callable[..., Tensor]:
-    """The node's op as a function of its input tensors (parameters and other args fixed)."""
-    if hasattr(node, "op"):
-        return lambda *xs: apply(node.op, *xs, **node.params)
-
-    def function(*xs):
-        args = list(node.args)
-        for slot, x in zip(node.arg_slots, xs):
-            args[slot] = x
-        return node.function.apply(*args)
-    return function

@@ -1,9 +1,11 @@
 """`programs()`: small random differentiable programs made of the engine's ops.
 
-A program is a DAG: each step applies an op to earlier values (so subexpressions are shared),
-and inputs of different but broadcastable shapes meet in binary ops. Every step is smooth and
-finite for any finite input (log and sqrt only see values kept positive, exp only tanh-bounded
-ones), so the program's gradient can be checked anywhere. It prints as Python, so a shrunk
+A program is a DAG: each step applies a primitive to earlier values (so subexpressions are
+shared), and inputs of different but broadcastable shapes meet in binary ops. The steps are read
+from the op table: every smooth op that works elementwise, or reduces over ``dim``. Each operand
+is kept inside the op's declared domain (``v * v + 1`` where it must be positive or nonzero,
+``v.tanh()`` where it must stay moderate), so every step is smooth and finite for any finite
+input and the program's gradient can be checked anywhere. It prints as Python, so a shrunk
 failing example reads as code.
 """
 
@@ -15,25 +17,17 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from autodiff.ops import OPS, Op
 from autodiff.tensor import Tensor
 
-# name: (number of operands, Python template, needs a dim)
-STEPS = {
-    "add": (2, "{0} + {1}", False),
-    "sub": (2, "{0} - {1}", False),
-    "mul": (2, "{0} * {1}", False),
-    "div": (2, "{0} / ({1} * {1} + 1)", False),
-    "tanh": (1, "{0}.tanh()", False),
-    "sigmoid": (1, "{0}.sigmoid()", False),
-    "exp": (1, "{0}.tanh().exp()", False),
-    "log": (1, "({0} * {0} + 1).log()", False),
-    "sqrt": (1, "({0} * {0} + 1).sqrt()", False),
-    "pow": (1, "({0} * {0} + 1) ** 1.5", False),
-    "softmax": (1, "{0}.softmax(dim={dim})", True),
-    "log_softmax": (1, "{0}.log_softmax(dim={dim})", True),
-    "sum": (1, "{0}.sum(dim={dim}, keepdim=True)", True),
-    "mean": (1, "{0}.mean(dim={dim}, keepdim=True)", True),
-}
+
+def _usable(op: Op) -> bool:
+    """Smooth, differentiable in every input, and applicable to any broadcastable operands."""
+    return op.smooth and None not in op.vjps and (
+        op.elementwise and not op.params or op.params in (("dim",), ("dim", "keepdim")))
+
+
+STEPS = {name: op for name, op in OPS.items() if _usable(op)}
 
 
 @dataclass(frozen=True)
@@ -43,8 +37,21 @@ class Step:
     dim: int | None
 
     def code(self, names: list[str]) -> str:
-        template = STEPS[self.name][1]
-        return template.format(*(names[i] for i in self.operands), dim=self.dim)
+        op = STEPS[self.name]
+        operands = [_in_domain(op, i, names[k]) for i, k in enumerate(self.operands)]
+        params = {} if self.dim is None else {"dim": self.dim}
+        if "keepdim" in op.params:  # reduced dims stay, as 1: shapes keep broadcasting
+            params["keepdim"] = True
+        return op.call_text(*operands, **params)
+
+
+def _in_domain(op: Op, i: int, name: str) -> str:
+    """The operand as it is passed: squared plus one, or squashed, where the op needs it."""
+    if i in op.domain.positive or i in op.domain.nonzero:
+        return f"({name} * {name} + 1)"
+    if i in op.domain.moderate:
+        return f"{name}.tanh()"
+    return name
 
 
 @dataclass(frozen=True)
@@ -89,11 +96,11 @@ def programs(draw, max_inputs: int = 3, max_steps: int = 6, max_dims: int = 3,
     steps = []
     for _ in range(draw(st.integers(1, max_steps))):
         name = draw(st.sampled_from(sorted(STEPS)))
-        arity, _, needs_dim = STEPS[name]
-        operands = tuple(draw(st.integers(0, len(value_shapes) - 1)) for _ in range(arity))
+        op = STEPS[name]
+        operands = tuple(draw(st.integers(0, len(value_shapes) - 1)) for _ in op.vjps)
         shape = np.broadcast_shapes(*(value_shapes[i] for i in operands))
-        dim = draw(st.integers(-len(shape), len(shape) - 1)) if needs_dim else None
-        if name in ("sum", "mean"):  # keepdim: the reduced dim stays, as 1
+        dim = draw(st.integers(-len(shape), len(shape) - 1)) if "dim" in op.params else None
+        if dim is not None and "keepdim" in op.params:  # the reduced dim stays, as 1
             shape = tuple(1 if i == dim % len(shape) else n for i, n in enumerate(shape))
         steps.append(Step(name, operands, dim))
         value_shapes.append(shape)

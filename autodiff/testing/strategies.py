@@ -96,10 +96,10 @@ def safe_floats(op: Op | str, input_index: int = 0, params: dict | None = None,
     """Values for input `input_index` of `op` kept `margin` away from the op's declared kinks
     (for its `params`, e.g. clamp's bounds) and inside its declared domain."""
     op = OPS[op] if isinstance(op, str) else op
-    if input_index in op.positive:
+    if input_index in op.domain.positive:
         low = max(low, 0.2)
-    kinks = op.kink.points(**(params or {})) if op.kink else ()
-    if input_index in op.nonzero:
+    kinks = op.kink.points(**(params or {})) if op.kink and op.kink.points else ()
+    if input_index in op.domain.nonzero:
         kinks += (0.0,)
         margin = max(margin, 0.2)
     return floats(low, high, away_from=kinks, margin=margin)

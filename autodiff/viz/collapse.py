@@ -73,5 +73,5 @@ def _fold(snap: Snapshot, stretch: list[OpInfo], period: int,
     pattern = " → ".join(op.name for op in stretch[:period])
     label = (f"{pattern if period == 1 else '[' + pattern + ']'} ×{len(stretch) // period}\n"
              f"(collapsed: {len(stretch)} ops, {len(inside) + len(constants)} tensors)")
-    rules = [rule for op in stretch[:period] for rule in op.rules]
-    return OpInfo(stretch[0].index, label, rules, inputs, stretch[-1].output)
+    formulas = [formula for op in stretch[:period] for formula in op.formulas]
+    return OpInfo(stretch[0].index, label, formulas, inputs, stretch[-1].output)

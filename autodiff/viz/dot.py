@@ -184,7 +184,7 @@ def _tensor_style(info: TensorInfo, show_grads: bool) -> dict:
 def _op_label(op: OpInfo, show_rules: bool) -> str:
     lines = [_escape(op.name)]
     if show_rules:
-        lines += [_escape(rule) for rule in op.rules]
+        lines += [_escape(formula) for formula in op.formulas]
     return "\\n".join(lines)
 
 

@@ -2,8 +2,8 @@
 
 The walk is iterative and deterministic: tensors and ops are numbered in the order a depth-first
 walk from the roots meets them (inputs in order), so one program always gives the same numbering.
-It reads the graph through public fields only: ``grad_fn``, its ``inputs``, ``name`` and the
-op's rules.
+It reads the graph through ``grad_fn`` and the `graph.GradNode` interface only (``inputs``,
+``name``, ``formulas()``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class TensorInfo:
 class OpInfo:
     index: int
     name: str
-    rules: list[str]  # the formula of each input's gradient rule
+    formulas: list[str]  # each input's gradient rule, in words
     inputs: list[int]  # tensor indices, in argument order
     output: int
 
@@ -92,12 +92,6 @@ def snapshot(*roots: Tensor, params: dict[str, Tensor] | None = None) -> Snapsho
         index = add_tensor(t)
         node = t.grad_fn
         if node is not None:
-            rules = node.op.rules() if hasattr(node, "op") else _function_rules(node)
-            snap.ops.append(OpInfo(len(snap.ops), node.name, rules,
+            snap.ops.append(OpInfo(len(snap.ops), node.name, node.formulas(),
                                    [snap._by_id[id(i)] for i in node.inputs], index))
     return snap
-
-
-def _function_rules(node) -> list[str]:
-    doc = (node.function.backward.__doc__ or "").strip()
-    return [doc or "user-defined backward"]

@@ -37,6 +37,6 @@ def backward_steps(loss: Tensor, params: dict[str, Tensor] | None = None,
             title = f"step {step + 1}/{len(order)}: the gradient reaches a leaf: " \
                     f"{snap.tensors[index].label or 'tensor ' + str(index)}"
         else:
-            title = f"step {step + 1}/{len(order)}: {op.name}'s rule: " + ";  ".join(op.rules)
+            title = f"step {step + 1}/{len(order)}: {op.name}'s rule: " + ";  ".join(op.formulas)
         yield build(partial, show_grads=True, show_rules=True, rankdir=rankdir,
                     highlight=None if op is None else op.index, title=title)
