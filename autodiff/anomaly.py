@@ -10,10 +10,12 @@ import linecache
 import os
 import sys
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import numpy as np
 
-from autodiff.graph import GradMode, set_modes
+from autodiff.graph import GradMode, GradNode, set_modes
 
 ENGINE = str(Path(__file__).resolve().parent) + os.sep  # the package's directory, not a prefix
 
@@ -24,7 +26,7 @@ class AnomalyError(FloatingPointError):
 
 def user_line() -> str:
     """'file:line: code' of the innermost caller outside the autodiff package."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None and frame.f_code.co_filename.startswith(ENGINE):
         frame = frame.f_back
     if frame is None:
@@ -33,7 +35,7 @@ def user_line() -> str:
     return f"{filename}:{line}: {linecache.getline(filename, line).strip()}"
 
 
-def note(name: str, inputs: tuple, out) -> None:
+def note(name: str, inputs: tuple[Any, ...], out: Any) -> None:
     """Called by each op while origins are recorded: remember where, check for NaN/inf."""
     origin = user_line()
     if out.grad_fn is not None:
@@ -44,12 +46,12 @@ def note(name: str, inputs: tuple, out) -> None:
                            f"created at {origin}")
 
 
-def check_backward(node, upstream, grads: list) -> None:
+def check_backward(node: GradNode, upstream: Any, grads: list[Any]) -> None:
     """Under detect_anomaly: fail when a node's rule turns a finite gradient into NaN/inf."""
     for i, g in enumerate(grads):
         if g is not None and _produced_non_finite(_array(g), [_array(upstream)]):
             raise AnomalyError(f"{node.name}: its gradient rule produced {_what(_array(g))} in "
-                               f"backward for input {i} (shape {node.inputs[i].shape}); the op "
+                               f"backward for input {i} (shape {np.shape(_array(g))}); the op "
                                f"was created at {node.origin}")
 
 
@@ -73,7 +75,7 @@ class detect_anomaly(set_modes):
         super().__exit__(*exc)
 
 
-def _array(x) -> np.ndarray:
+def _array(x: Any) -> np.ndarray:
     return np.asarray(getattr(x, "data", x))
 
 

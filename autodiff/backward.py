@@ -29,7 +29,7 @@ def is_tensor(x: object) -> bool:
     return isinstance(x, Dispatch.tensor_type)  # type: ignore[arg-type]
 
 
-def backward(root: Tensor, gradient=None, *, retain_graph: bool = False,
+def backward(root: Tensor, gradient: Any = None, *, retain_graph: bool = False,
              create_graph: bool = False) -> None:
     """``root.backward(...)``: accumulate into the ``.grad`` of every leaf that requires grad."""
     seed = _seed("backward", root, gradient, create_graph)
@@ -37,7 +37,7 @@ def backward(root: Tensor, gradient=None, *, retain_graph: bool = False,
 
 
 def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
-         grad_outputs=None, retain_graph: bool | None = None, create_graph: bool = False,
+         grad_outputs: Any = None, retain_graph: bool | None = None, create_graph: bool = False,
          allow_unused: bool = False) -> tuple[Tensor | None, ...]:
     """d(outputs)/d(inputs) · grad_outputs, as a tuple of Tensors; ``.grad`` is left untouched."""
     outputs = _tensors("outputs", outputs)
@@ -68,7 +68,7 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
     return tuple(result)
 
 
-def _tensors(argument: str, value) -> list[Tensor]:
+def _tensors(argument: str, value: Any) -> list[Tensor]:
     """A Tensor or a sequence of Tensors, as a list; anything else is a TypeError."""
     tensors = list(value) if isinstance(value, (list, tuple)) else [value]
     if not tensors or not all(is_tensor(t) for t in tensors):
@@ -77,7 +77,7 @@ def _tensors(argument: str, value) -> list[Tensor]:
     return tensors
 
 
-def _seed(caller: str, root: Tensor, gradient, create_graph: bool):
+def _seed(caller: str, root: Tensor, gradient: Any, create_graph: bool) -> Any:
     if not root.requires_grad:
         raise RuntimeError(f"{caller}: the tensor does not require grad and has no grad_fn (was it "
                            "computed under no_grad, or from tensors without requires_grad?)")
@@ -120,12 +120,12 @@ def _count_consumers(roots: list[Tensor]) -> dict[Tensor, int]:
     return pending
 
 
-def _walk(roots: list[Tensor], seeds: list, retain: bool, create_graph: bool,
-          targets: list[Tensor] | None) -> dict:
+def _walk(roots: list[Tensor], seeds: list[Any], retain: bool, create_graph: bool,
+          targets: list[Tensor] | None) -> dict[Tensor, Any]:
     """Backpropagate; accumulate into leaves, or (given targets) return {tensor: gradient}."""
     wanted = None if targets is None else set(targets)
     pending = _count_consumers(roots)
-    grads: dict[Tensor, object] = {}
+    grads: dict[Tensor, Any] = {}
     for root, seed in zip(roots, seeds):
         grads[root] = seed if root not in grads else grads[root] + seed
     ready = list({r: None for r in roots if pending.get(r, 0) == 0})
@@ -148,22 +148,7 @@ def _walk(roots: list[Tensor], seeds: list, retain: bool, create_graph: bool,
             input_grads = node.vjp(g, create_graph)
             if anomalies:
                 anomaly.check_backward(node, g, input_grads)
-            if len(input_grads) > 1 and not create_graph and _shares(input_grads):
-                input_grads = _unshared(input_grads)
-            for inp, g_inp in zip(node.inputs, input_grads):
-                if not inp.requires_grad:
-                    continue
-                if g_inp is not None:
-                    data = inp.data
-                    if g_inp.shape != data.shape:
-                        g_inp = sum_to(g_inp, data.shape)  # undo broadcasting
-                    if not create_graph and g_inp.dtype is not data.dtype \
-                            and g_inp.dtype != data.dtype:
-                        g_inp = g_inp.astype(data.dtype)
-                    grads[inp] = g_inp if inp not in grads else grads[inp] + g_inp
-                pending[inp] -= 1
-                if pending[inp] == 0 and inp in grads:
-                    ready.append(inp)
+            _pass_on(node.inputs, input_grads, grads, pending, ready, create_graph)
             if not retain:
                 node.release()
     finally:
@@ -171,7 +156,28 @@ def _walk(roots: list[Tensor], seeds: list, retain: bool, create_graph: bool,
     return found
 
 
-def _shares(grads: list) -> bool:
+def _pass_on(inputs: tuple[Tensor, ...], input_grads: list[Any], grads: dict[Tensor, Any],
+             pending: dict[Tensor, int], ready: list[Tensor], create_graph: bool) -> None:
+    """Add each input's share to the gradient it has received so far (summed back to its shape,
+    in its dtype); an input whose every consumer has sent its share is ready."""
+    if len(input_grads) > 1 and not create_graph and _shares(input_grads):
+        input_grads = _unshared(input_grads)
+    for inp, g_inp in zip(inputs, input_grads):
+        if not inp.requires_grad:
+            continue
+        if g_inp is not None:
+            data = inp.data
+            if g_inp.shape != data.shape:
+                g_inp = sum_to(g_inp, data.shape)  # undo broadcasting
+            if not create_graph and g_inp.dtype is not data.dtype and g_inp.dtype != data.dtype:
+                g_inp = g_inp.astype(data.dtype)
+            grads[inp] = g_inp if inp not in grads else grads[inp] + g_inp
+        pending[inp] -= 1
+        if pending[inp] == 0 and inp in grads:
+            ready.append(inp)
+
+
+def _shares(grads: list[Any]) -> bool:
     """Whether a rule handed one array to two inputs (add passes g to both)."""
     if len(grads) == 2:  # the common case, checked without building a set
         return grads[0] is grads[1] and grads[0] is not None
@@ -179,7 +185,7 @@ def _shares(grads: list) -> bool:
     return len(set(arrays)) < len(arrays)
 
 
-def _unshared(grads: list) -> list:
+def _unshared(grads: list[Any]) -> list[Any]:
     """Copies where a rule handed one array to two inputs, so no two tensors hold the same one."""
     seen: set[int] = set()
     result = []
@@ -191,7 +197,7 @@ def _unshared(grads: list) -> list:
     return result
 
 
-def _accumulate_into_leaf(t: Tensor, g, create_graph: bool) -> None:
+def _accumulate_into_leaf(t: Tensor, g: Any, create_graph: bool) -> None:
     """Add g into t.grad. Only an array that backward made itself is added into in place: a
     tensor the user assigned to .grad, or the seed, is never changed (a new one replaces it)."""
     current = t._grad

@@ -35,7 +35,7 @@ def explain(op: Op, inputs: Sequence[Any], params: dict[str, Any],
     return ShapeError(f"{op.name}: {error} (tensor of shape {shapes[0]})")
 
 
-def as_numeric_array(caller: str, data: object, dtype: DTypeLike = None) -> np.ndarray:
+def as_numeric_array(caller: str, data: object, dtype: DTypeLike | None = None) -> np.ndarray:
     """``np.asarray(data, dtype)``, refusing what is not numbers: strings, None, objects and
     complex values (no op here is defined on them)."""
     try:

@@ -80,21 +80,21 @@ class FunctionNode:
 
     __slots__ = ("function", "ctx", "args", "inputs", "arg_slots", "origin")
 
-    def __init__(self, function: type[Function], ctx: Context, args: tuple,
+    def __init__(self, function: type[Function], ctx: Context, args: tuple[Any, ...],
                  arg_slots: tuple[int, ...], out: Tensor) -> None:
         self.function = function
-        self.ctx = ctx
-        self.args = args  # forward's arguments, to apply it again (autodiff.testing does)
-        self.inputs = tuple(args[i] for i in arg_slots)
+        self.ctx: Context | None = ctx  # out is not kept: backward gets what ctx saved
+        self.args: tuple[Any, ...] | None = args  # forward's arguments, to apply it again
+        self.inputs: tuple[Any, ...] | None = tuple(args[i] for i in arg_slots)
         self.arg_slots = arg_slots  # where each input tensor stood among forward's arguments
-        self.origin = None
+        self.origin: str | None = None
 
     @property
     def name(self) -> str:
         return self.function.__name__
 
-    def vjp(self, g: Any, create_graph: bool) -> list:
-        if self.inputs is None:
+    def vjp(self, g: Any, create_graph: bool) -> list[Any]:
+        if self.inputs is None or self.ctx is None or self.args is None:
             raise freed_error(self)
         saved = self.ctx.saved_tensors
         check_versions(self, saved, self.ctx.saved_at, None, tuple(range(len(saved))),
@@ -132,8 +132,12 @@ class FunctionNode:
         return [(self.function.backward.__doc__ or "").strip() or "user-defined backward"]
 
     def replay(self) -> Callable[..., Tensor]:
+        if self.args is None:
+            raise freed_error(self)
+        forward_args = self.args
+
         def function(*xs: Tensor) -> Tensor:
-            args = list(self.args)
+            args = list(forward_args)
             for slot, x in zip(self.arg_slots, xs):
                 args[slot] = x
             return self.function.apply(*args)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +50,9 @@ class Mismatch:
                    "of the output's shape" if self.projected else ""))
 
 
+Function = Callable[..., Any]  # tensors in, a Tensor or a sequence of Tensors out
+
+
 class GradcheckError(RuntimeError):
     """The engine's gradient disagrees with finite differences (details in ``.mismatch``)."""
 
@@ -57,7 +61,7 @@ class GradcheckError(RuntimeError):
         self.mismatch = mismatch
 
 
-def gradcheck(fn: Callable[..., Tensor | Sequence[Tensor]], inputs: Tensor | Sequence,
+def gradcheck(fn: Callable[..., Tensor | Sequence[Tensor]], inputs: Tensor | Sequence[Any],
               *, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
               raise_exception: bool = True, fast_mode: bool = False, seed: int = 0) -> bool:
     """Check d fn / d input for every input Tensor that requires grad (computed in float64).
@@ -86,7 +90,7 @@ def gradcheck(fn: Callable[..., Tensor | Sequence[Tensor]], inputs: Tensor | Seq
     return True
 
 
-def gradgradcheck(fn: Callable[..., Tensor | Sequence[Tensor]], inputs: Tensor | Sequence,
+def gradgradcheck(fn: Callable[..., Tensor | Sequence[Tensor]], inputs: Tensor | Sequence[Any],
                   *, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
                   raise_exception: bool = True, fast_mode: bool = False, seed: int = 0) -> bool:
     """Check second derivatives: gradcheck of x ↦ (d fn/dx)ᵀu, built with create_graph=True."""
@@ -95,7 +99,7 @@ def gradgradcheck(fn: Callable[..., Tensor | Sequence[Tensor]], inputs: Tensor |
         return True
     upstream = random_upstream(fn, inputs, np.random.default_rng(seed + 1))
 
-    def first_derivative(*xs):
+    def first_derivative(*xs: Any) -> tuple[Tensor, ...]:
         diff = [x for x in xs if isinstance(x, Tensor) and x.requires_grad]
         grads = grad(outputs_of(fn(*xs)), diff, grad_outputs=upstream, create_graph=True,
                      allow_unused=True)
@@ -113,19 +117,19 @@ def check_steps(caller: str, **values: float) -> None:
                              f"{'> 0' if name == 'eps' else '≥ 0'}, got {value}")
 
 
-def as_float64(inputs) -> list:
+def as_float64(inputs: Any) -> list[Any]:
     """Float64 copies of the floating inputs (other inputs as they are)."""
     inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     return [Tensor(t.data.astype(np.float64), requires_grad=t.requires_grad, name=t.name)
             if isinstance(t, Tensor) and t.dtype.kind == "f" else t for t in inputs]
 
 
-def grad_input_indices(inputs: list) -> list[int]:
+def grad_input_indices(inputs: list[Any]) -> list[int]:
     """The positions of the inputs that are Tensors requiring grad."""
     return [i for i, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
 
 
-def outputs_of(result) -> list[Tensor]:
+def outputs_of(result: Any) -> list[Tensor]:
     """fn's result as a list of Tensors; anything else is a TypeError."""
     outputs = [result] if isinstance(result, Tensor) else \
         list(result) if isinstance(result, (list, tuple)) else []
@@ -135,7 +139,7 @@ def outputs_of(result) -> list[Tensor]:
     return outputs
 
 
-def random_upstream(fn: Callable, inputs: list, rng: np.random.Generator) -> list[np.ndarray]:
+def random_upstream(fn: Function, inputs: list[Any], rng: np.random.Generator) -> list[np.ndarray]:
     """A random upstream gradient u per output of fn(*inputs) (never all ones: see above);
     for a single output of one element, u = 1, so the values checked are the gradient itself."""
     outputs = outputs_of(fn(*inputs))
@@ -149,7 +153,8 @@ def is_projected(upstream: list[np.ndarray]) -> bool:
     return not (len(upstream) == 1 and upstream[0].size == 1)
 
 
-def analytical_vjp(fn: Callable, inputs: list, upstream: list[np.ndarray]) -> dict[int, np.ndarray]:
+def analytical_vjp(fn: Function, inputs: list[Any],
+                   upstream: list[np.ndarray]) -> dict[int, np.ndarray]:
     """The engine's Jᵀu for each input that requires grad (zeros where the output ignores it)."""
     checked = grad_input_indices(inputs)
     recorded = [(o, u) for o, u in zip(outputs_of(fn(*inputs)), upstream) if o.requires_grad]
@@ -160,14 +165,14 @@ def analytical_vjp(fn: Callable, inputs: list, upstream: list[np.ndarray]) -> di
             for i, g in zip(checked, grads)}
 
 
-def projected(fn: Callable, upstream: list[np.ndarray]) -> Callable[..., complex]:
+def projected(fn: Function, upstream: list[np.ndarray]) -> Callable[..., complex]:
     """x ↦ <u, f(x)>: the scalar whose gradient is Jᵀu (complex for complex x: complex step)."""
-    def value(*xs):
+    def value(*xs: Any) -> complex:
         return sum(np.vdot(u, o.data) for u, o in zip(upstream, outputs_of(fn(*xs))))
     return value
 
 
-def numerical_vjp(fn: Callable, inputs: list, upstream: list[np.ndarray],
+def numerical_vjp(fn: Function, inputs: list[Any], upstream: list[np.ndarray],
                   eps: float) -> dict[int, np.ndarray]:
     """Jᵀu by central differences, element by element (two evaluations per element)."""
     value = projected(fn, upstream)
@@ -187,7 +192,9 @@ def numerical_vjp(fn: Callable, inputs: list, upstream: list[np.ndarray],
     return result
 
 
-def _projection_agrees(fn, inputs, upstream, analytical, rng, eps, atol, rtol) -> bool:
+def _projection_agrees(fn: Function, inputs: list[Any], upstream: list[np.ndarray],
+                       analytical: dict[int, np.ndarray], rng: np.random.Generator, eps: float,
+                       atol: float, rtol: float) -> bool:
     value = projected(fn, upstream)
     directions = {i: rng.standard_normal(inputs[i].shape) for i in analytical}
     originals = {i: inputs[i].data.copy() for i in analytical}

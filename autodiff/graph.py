@@ -151,8 +151,8 @@ class Node:
             check_versions(self, inputs, self.recorded_at, out, self.op.saves)
         if create_graph:
             args: Any = inputs
-        else:
-            args, out = [t.data for t in inputs], out.data
+        else:  # the output is alive: backward reached this node through it
+            args, out = [t.data for t in inputs], out.data  # type: ignore[union-attr]
         params = self.params
         return [
             rule(g, out, *args, **params) if rule is not None and t.requires_grad else None

@@ -16,12 +16,16 @@ its rules read (``saves``), and the names it is offered under as ``autodiff.NAME
 from __future__ import annotations
 
 import operator
+from typing import Any
 
 import numpy as np
 
 from autodiff.primitive import OPS as OPS  # the table itself, filled in below
 from autodiff.primitive import Domain, Kink, Value, prim, primitive, sum_to
 from autodiff.primitive import Op as Op
+
+Params = dict[str, object]
+Index = Any  # ints, slices, ..., None and integer arrays, as NumPy takes them
 
 
 def at_zero(**params: object) -> tuple[float, ...]:
@@ -32,7 +36,7 @@ def at_bounds(min: float | None = None, max: float | None = None) -> tuple[float
     return tuple(b for b in (min, max) if b is not None)
 
 
-def explain_broadcast(shapes: list[tuple[int, ...]], params: dict) -> str | None:
+def explain_broadcast(shapes: list[tuple[int, ...]], params: Params) -> str | None:
     """Elementwise ops: name the shapes that do not broadcast."""
     try:
         np.broadcast_shapes(*shapes)
@@ -134,7 +138,7 @@ def matmul_db(g: Value, out: Value, a: Value, b: Value) -> Value:
     return sum_to(a2.mT @ g2, b2.shape).reshape(b.shape)
 
 
-def explain_matmul(shapes: list[tuple[int, ...]], params: dict) -> str:
+def explain_matmul(shapes: list[tuple[int, ...]], params: Params) -> str:
     a, b = shapes
     if not a or not b:
         return f"both operands need at least 1 dimension, got {a} and {b}"
@@ -296,7 +300,7 @@ def reshape_vjp(g: Value, out: Value, x: Value, shape: tuple[int, ...]) -> Value
     return g.reshape(x.shape)
 
 
-def explain_reshape(shapes: list[tuple[int, ...]], params: dict) -> str:
+def explain_reshape(shapes: list[tuple[int, ...]], params: Params) -> str:
     (shape,) = shapes
     return (f"cannot reshape a tensor of shape {shape} ({int(np.prod(shape))} elements) into "
             f"{params['shape']}")
@@ -320,31 +324,31 @@ def broadcast_to_vjp(g: Value, out: Value, x: Value, shape: tuple[int, ...]) -> 
     return g
 
 
-def explain_broadcast_to(shapes: list[tuple[int, ...]], params: dict) -> str:
+def explain_broadcast_to(shapes: list[tuple[int, ...]], params: Params) -> str:
     return f"cannot broadcast shape {shapes[0]} to {params['shape']}"
 
 
-def index_forward(x: np.ndarray, index: object) -> np.ndarray:
-    return x[index]  # type: ignore[index]
+def index_forward(x: np.ndarray, index: Index) -> np.ndarray:
+    return x[index]
 
 
-def index_vjp(g: Value, out: Value, x: Value, index: object) -> Value:
+def index_vjp(g: Value, out: Value, x: Value, index: Index) -> Value:
     """dx = zeros with G added at the index (repeats accumulate)"""
     return prim.index_add(g, x.shape, index)
 
 
-def index_add_forward(g: np.ndarray, shape: tuple[int, ...], index: object) -> np.ndarray:
+def index_add_forward(g: np.ndarray, shape: tuple[int, ...], index: Index) -> np.ndarray:
     """zeros(shape) with g added at index (repeated indices accumulate)."""
     out = np.zeros(shape, dtype=g.dtype)
     parts = index if isinstance(index, tuple) else (index,)
     if any(isinstance(p, np.ndarray) for p in parts):
         np.add.at(out, index, g)  # unbuffered: a repeated index adds once per occurrence
     else:
-        out[index] = g  # type: ignore[index]  # basic indexing never repeats an element
+        out[index] = g  # basic indexing never repeats an element
     return out
 
 
-def index_add_vjp(g: Value, out: Value, x: Value, shape: tuple[int, ...], index: object) -> Value:
+def index_add_vjp(g: Value, out: Value, x: Value, shape: tuple[int, ...], index: Index) -> Value:
     """dx = G[index]"""
     return g[index]
 

@@ -6,7 +6,8 @@ Every differentiable method is one call to `apply` with a primitive from `autodi
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeAlias
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
@@ -25,6 +26,9 @@ from autodiff.graph import InPlace, Node
 from autodiff.primitive import Dispatch
 from autodiff.recording import record
 
+Operand: TypeAlias = "Tensor | ArrayLike"  # a Tensor, an array, a number, a list of numbers
+Dims: TypeAlias = int | Sequence[int] | None  # a dim, negative counting from the end; None: all
+
 
 def apply(op: ops.Op, *inputs: Tensor, **params: Any) -> Tensor:
     """Run a primitive's forward on the inputs' arrays; record a node when a gradient is needed."""
@@ -42,11 +46,10 @@ class Tensor:
                  "__weakref__")
     __array_ufunc__ = None  # NumPy defers to us: ndarray * Tensor calls Tensor.__rmul__
 
-    def __init__(self, data: ArrayLike, requires_grad: bool = False, dtype: DTypeLike = None,
+    def __init__(self, data: ArrayLike, requires_grad: bool = False, dtype: DTypeLike | None = None,
                  name: str | None = None) -> None:
-        if isinstance(data, Tensor):
-            data = data.data
-        self.data = as_numeric_array("Tensor", data, dtype)
+        self.data: np.ndarray = as_numeric_array(
+            "Tensor", data.data if isinstance(data, Tensor) else data, dtype)
         if requires_grad and self.data.dtype.kind != "f":
             raise TypeError(f"Tensor: only floating-point tensors can require gradients, "
                             f"got dtype {self.data.dtype}")
@@ -58,7 +61,7 @@ class Tensor:
         self._version = 0  # raised by every in-place method (see graph.InPlace)
 
     @classmethod
-    def _wrap(cls, data) -> Tensor:
+    def _wrap(cls, data: Any) -> Tensor:
         """A constant tensor around an array, without __init__'s checks (the hot path)."""
         t = cls.__new__(cls)
         t.data = data if type(data) is np.ndarray else np.asarray(data)
@@ -67,7 +70,7 @@ class Tensor:
         t._version = 0
         return t
 
-    def _operand(self, other, op_name: str) -> Tensor:
+    def _operand(self, other: Operand, op_name: str) -> Tensor:
         """Wrap a scalar or array operand; a Python number takes this tensor's float dtype."""
         if isinstance(other, Tensor):
             return other
@@ -108,7 +111,7 @@ class Tensor:
     def is_leaf(self) -> bool:
         return self.grad_fn is None
 
-    def __array__(self, dtype: DTypeLike = None, copy: bool | None = None) -> np.ndarray:
+    def __array__(self, dtype: DTypeLike | None = None, copy: bool | None = None) -> np.ndarray:
         """NumPy sees the data: ``np.asarray(t)``, and Tensors inside lists, become numbers."""
         if copy:
             return np.array(self.data, dtype=dtype)
@@ -123,7 +126,7 @@ class Tensor:
     def numpy(self) -> np.ndarray:
         return self.data
 
-    def tolist(self):
+    def tolist(self) -> Any:
         return self.data.tolist()
 
     def detach(self) -> Tensor:
@@ -138,7 +141,7 @@ class Tensor:
         InPlace.bump(self)
         return self
 
-    def backward(self, gradient=None, retain_graph: bool = False,
+    def backward(self, gradient: Operand | None = None, retain_graph: bool = False,
                  create_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf)·gradient into ``.grad`` of every leaf that requires grad."""
         backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph)
@@ -146,7 +149,7 @@ class Tensor:
     def __len__(self) -> int:
         return len(self.data)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Tensor]:
         """The sub-tensors along dim 0, each recorded like ``t[i]``."""
         if self.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")
@@ -177,53 +180,53 @@ class Tensor:
         return "tensor(" + ", ".join([body] + extras) + ")"
 
     # ------------------------------------------------------------ arithmetic
-    def __add__(self, other) -> Tensor:
+    def __add__(self, other: Operand) -> Tensor:
         return apply(ops.ADD, self, self._operand(other, "add"))
 
-    def __radd__(self, other) -> Tensor:
+    def __radd__(self, other: Operand) -> Tensor:
         return apply(ops.ADD, self._operand(other, "add"), self)
 
-    def __sub__(self, other) -> Tensor:
+    def __sub__(self, other: Operand) -> Tensor:
         return apply(ops.SUB, self, self._operand(other, "sub"))
 
-    def __rsub__(self, other) -> Tensor:
+    def __rsub__(self, other: Operand) -> Tensor:
         return apply(ops.SUB, self._operand(other, "sub"), self)
 
-    def __mul__(self, other) -> Tensor:
+    def __mul__(self, other: Operand) -> Tensor:
         return apply(ops.MUL, self, self._operand(other, "mul"))
 
-    def __rmul__(self, other) -> Tensor:
+    def __rmul__(self, other: Operand) -> Tensor:
         return apply(ops.MUL, self._operand(other, "mul"), self)
 
-    def __truediv__(self, other) -> Tensor:
+    def __truediv__(self, other: Operand) -> Tensor:
         return apply(ops.DIV, self, self._operand(other, "div"))
 
-    def __rtruediv__(self, other) -> Tensor:
+    def __rtruediv__(self, other: Operand) -> Tensor:
         return apply(ops.DIV, self._operand(other, "div"), self)
 
-    def __pow__(self, exponent) -> Tensor:
+    def __pow__(self, exponent: Operand) -> Tensor:
         return apply(ops.POW, self, self._operand(exponent, "pow"))
 
-    def __rpow__(self, base) -> Tensor:
+    def __rpow__(self, base: Operand) -> Tensor:
         return apply(ops.POW, self._operand(base, "pow"), self)
 
     def __neg__(self) -> Tensor:
         return apply(ops.NEG, self)
 
-    def pow(self, exponent) -> Tensor:
+    def pow(self, exponent: Operand) -> Tensor:
         return self ** exponent
 
-    def __matmul__(self, other) -> Tensor:
+    def __matmul__(self, other: Operand) -> Tensor:
         return apply(ops.MATMUL, self, self._operand(other, "matmul"))
 
-    def __rmatmul__(self, other) -> Tensor:
+    def __rmatmul__(self, other: Operand) -> Tensor:
         return apply(ops.MATMUL, self._operand(other, "matmul"), self)
 
-    def matmul(self, other) -> Tensor:
+    def matmul(self, other: Operand) -> Tensor:
         """Matrix product as np.matmul: 1-D operands are a row/column, ≥3-D ones batches."""
         return self @ other
 
-    def mm(self, other) -> Tensor:
+    def mm(self, other: Operand) -> Tensor:
         """Matrix product of two 2-D tensors (as torch.mm)."""
         other = self._operand(other, "mm")
         if self.ndim != 2 or other.ndim != 2:
@@ -231,22 +234,22 @@ class Tensor:
         return self @ other
 
     # ------------------------------------------------------------ comparisons (no gradient)
-    def __lt__(self, other) -> Tensor:
+    def __lt__(self, other: Operand) -> Tensor:
         return Tensor._wrap(self.data < self._operand(other, "lt").data)
 
-    def __le__(self, other) -> Tensor:
+    def __le__(self, other: Operand) -> Tensor:
         return Tensor._wrap(self.data <= self._operand(other, "le").data)
 
-    def __gt__(self, other) -> Tensor:
+    def __gt__(self, other: Operand) -> Tensor:
         return Tensor._wrap(self.data > self._operand(other, "gt").data)
 
-    def __ge__(self, other) -> Tensor:
+    def __ge__(self, other: Operand) -> Tensor:
         return Tensor._wrap(self.data >= self._operand(other, "ge").data)
 
-    def __eq__(self, other) -> Tensor:  # type: ignore[override]
+    def __eq__(self, other: Operand) -> Tensor:  # type: ignore[override]
         return Tensor._wrap(self.data == self._operand(other, "eq").data)
 
-    def __ne__(self, other) -> Tensor:  # type: ignore[override]
+    def __ne__(self, other: Operand) -> Tensor:  # type: ignore[override]
         return Tensor._wrap(self.data != self._operand(other, "ne").data)
 
     def sign(self) -> Tensor:
@@ -287,15 +290,15 @@ class Tensor:
         return apply(ops.CLAMP, self, min=min, max=max)
 
     # ------------------------------------------------------------ reductions
-    def sum(self, dim=None, keepdim: bool = False) -> Tensor:
+    def sum(self, dim: Dims = None, keepdim: bool = False) -> Tensor:
         return apply(ops.SUM, self, dim=reduced_dims("sum", self.shape, dim), keepdim=keepdim)
 
-    def mean(self, dim=None, keepdim: bool = False) -> Tensor:
+    def mean(self, dim: Dims = None, keepdim: bool = False) -> Tensor:
         dims = reduced_dims("mean", self.shape, dim)
         count = self.size if dims is None else int(np.prod([self.shape[d] for d in dims]))
         return apply(ops.SUM, self, dim=dims, keepdim=keepdim) / count
 
-    def max(self, dim=None, keepdim: bool = False) -> Tensor:
+    def max(self, dim: Dims = None, keepdim: bool = False) -> Tensor:
         """The largest values (values only, no indices)."""
         dims = reduced_dims("max", self.shape, dim)
         if any(self.shape[d] == 0 for d in (range(self.ndim) if dims is None else dims)):
@@ -310,18 +313,18 @@ class Tensor:
         return apply(ops.LOG_SOFTMAX, self, dim=normalize_dim("log_softmax", self.shape, dim))
 
     # ------------------------------------------------------------ shape
-    def reshape(self, *shape) -> Tensor:
+    def reshape(self, *shape: int | Sequence[int]) -> Tensor:
         shape = _unpack(shape)
         return apply(ops.RESHAPE, self, shape=shape)
 
     view = reshape  # NumPy reshapes copy when they must, so view never fails on layout
 
-    def permute(self, *dims) -> Tensor:
-        dims = _unpack(dims)
-        if sorted(normalize_dims("permute", self.shape, dims) or ()) != list(range(self.ndim)):
-            raise ShapeError(f"permute: {dims} is not a permutation of the {self.ndim} dims "
+    def permute(self, *dims: int | Sequence[int]) -> Tensor:
+        order = _unpack(dims)
+        if sorted(normalize_dims("permute", self.shape, order) or ()) != list(range(self.ndim)):
+            raise ShapeError(f"permute: {order} is not a permutation of the {self.ndim} dims "
                              f"of shape {self.shape}")
-        return apply(ops.PERMUTE, self, dims=tuple(int(d) % self.ndim for d in dims))
+        return apply(ops.PERMUTE, self, dims=tuple(int(d) % self.ndim for d in order))
 
     def transpose(self, dim0: int, dim1: int) -> Tensor:
         dims = list(range(self.ndim))
@@ -348,36 +351,34 @@ class Tensor:
         d = normalize_dim("unsqueeze", self.shape + (1,), dim)
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
-    def squeeze(self, dim=None) -> Tensor:
+    def squeeze(self, dim: Dims = None) -> Tensor:
         """Drop dims of size 1 (all, or those in `dim` that have size 1, as PyTorch)."""
         dims = normalize_dims("squeeze", self.shape, dim)
         keep = [n for i, n in enumerate(self.shape)
                 if n != 1 or (dims is not None and i not in dims)]
         return self.reshape(tuple(keep))
 
-    def broadcast_to(self, *shape) -> Tensor:
+    def broadcast_to(self, *shape: int | Sequence[int]) -> Tensor:
         """This tensor repeated along new or size-1 dims (as torch.broadcast_to; read-only)."""
-        shape = _unpack(shape)
-        if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in shape):
-            raise TypeError(f"broadcast_to: the shape must be ints, got {shape!r}")
-        return apply(ops.BROADCAST_TO, self, shape=tuple(int(n) for n in shape))
+        sizes = _unpack(shape)
+        if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in sizes):
+            raise TypeError(f"broadcast_to: the shape must be ints, got {sizes!r}")
+        return apply(ops.BROADCAST_TO, self, shape=tuple(int(n) for n in sizes))
 
-    def __getitem__(self, index) -> Tensor:
+    def __getitem__(self, index: Any) -> Tensor:
         return apply(ops.INDEX, self, index=_as_index(index))
 
-    def _index_add(self, shape: tuple[int, ...], index) -> Tensor:
-        return apply(ops.INDEX_ADD, self, shape=shape, index=index)
 
 
-def _unpack(sizes: tuple) -> tuple:
+def _unpack(sizes: tuple[Any, ...]) -> tuple[Any, ...]:
     """reshape(2, 3) and reshape((2, 3)) both mean (2, 3), as in PyTorch."""
     return tuple(sizes[0]) if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)) else sizes
 
 
-def _as_index(index):
+def _as_index(index: Any) -> Any:
     """Tensors, lists and arrays in an index become arrays of their own (so repeated indices
     can be accumulated, and editing the caller's array later cannot move the gradient)."""
-    def convert(part):
+    def convert(part: Any) -> Any:
         if isinstance(part, Tensor):
             part = part.data.copy()
         elif isinstance(part, (list, np.ndarray)):
@@ -393,7 +394,7 @@ def _as_index(index):
     return tuple(convert(p) for p in index) if isinstance(index, tuple) else convert(index)
 
 
-def where(condition, a, b) -> Tensor:
+def where(condition: Operand, a: Operand, b: Operand) -> Tensor:
     """Elementwise `a` where `condition` holds, else `b` (broadcasting); gradients reach a and b."""
     a = a if isinstance(a, Tensor) else (b._operand(a, "where") if isinstance(b, Tensor)
                                          else Tensor(a))
@@ -404,7 +405,7 @@ def where(condition, a, b) -> Tensor:
     return apply(ops.WHERE, condition, a, b)
 
 
-def tensor(data: ArrayLike, requires_grad: bool = False, dtype: DTypeLike = None,
+def tensor(data: ArrayLike, requires_grad: bool = False, dtype: DTypeLike | None = None,
            name: str | None = None) -> Tensor:
     """Make a Tensor (as torch.tensor)."""
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)

@@ -102,8 +102,8 @@ def run(quick: bool) -> dict:
 
 def _notebook_run(quick: bool) -> dict:
     """The notebook's whole training with the engine (200 batches × 500 steps by default)."""
-    from demos.training import initial_weights, train_engine
     from models import load_digits, random_batches
+    from models.training import initial_weights, train_engine
 
     data = load_digits()
     batches, steps = (10, 50) if quick else (200, 500)

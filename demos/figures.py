@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 
-from demos.training import Run  # noqa: E402
+from models.training import Run  # noqa: E402
 
 DIGIT_COLORS = plt.colormaps["tab10"]
 

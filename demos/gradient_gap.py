@@ -5,17 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from models import Digits
-from models.numpy_backprop import loss_and_grads, notebook_loss_and_grads
-
-
-def compare(true: tuple[np.ndarray, ...], other: tuple[np.ndarray, ...]) -> tuple[float, float]:
-    """Relative error ‖other − true‖ / ‖true‖ and the angle in degrees between the two,
-    over all weights flattened into one vector."""
-    t = np.concatenate([g.ravel() for g in true])
-    o = np.concatenate([g.ravel() for g in other])
-    relative = np.linalg.norm(o - t) / np.linalg.norm(t)
-    cosine = np.dot(t, o) / (np.linalg.norm(t) * np.linalg.norm(o))
-    return float(relative), float(np.degrees(np.arccos(np.clip(cosine, -1, 1))))
+from models.numpy_backprop import compare_gradients, loss_and_grads, notebook_loss_and_grads
 
 
 def gradient_gap(data: Digits, batches: list[np.ndarray], w1: np.ndarray,
@@ -26,7 +16,7 @@ def gradient_gap(data: Digits, batches: list[np.ndarray], w1: np.ndarray,
     for rows in batches:
         _, *true = loss_and_grads(data.x_train[rows], y[rows], w1, w2)
         _, *notebook = notebook_loss_and_grads(data.x_train[rows], y[rows], w1, w2)
-        relative, angle = compare(tuple(true), tuple(notebook))
+        relative, angle = compare_gradients(tuple(true), tuple(notebook))
         errors.append(relative)
         angles.append(angle)
     return {"batches": len(batches),

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import html
+import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -23,9 +26,18 @@ from demos.embeddings import six_embeddings
 from demos.gradient_gap import gradient_gap
 from demos.graph import render_all, section_html
 from demos.report import write_report
-from demos.training import initial_weights, train_engine, train_numpy, train_practitioner
-from models import load_digits, random_batches
+from models import Digits, load_digits, random_batches
 from models.numpy_backprop import loss_and_grads, notebook_loss_and_grads
+from models.training import (
+    PractitionerRun,
+    Run,
+    initial_weights,
+    train_engine,
+    train_numpy,
+    train_practitioner,
+)
+
+T = TypeVar("T")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,33 +60,58 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+class Timer:
+    """Runs each stage and notes how long it took, for the report's "Where the time went"."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    def __call__(self, label: str, work: Callable[[], T]) -> T:
+        start = time.perf_counter()
+        result = work()
+        self.timings[label] = time.perf_counter() - start
+        return result
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-
-    def timed(label: str, work):
-        start = time.perf_counter()
-        result = work()
-        timings[label] = time.perf_counter() - start
-        return result
-
+    timed = Timer()
     data = timed("load digits", load_digits)
     batches = random_batches(len(data.x_train), args.batches, 100, seed=args.seed)
     w1, w2 = initial_weights(args.seed, args.init_scale)
+    runs = _train_three_ways(timed, data, batches, w1, w2, args)
+    practitioner = timed("train: practitioner", lambda: train_practitioner(data, args.seed))
+    gap = timed("gradient gap", lambda: gradient_gap(data, batches, w1, w2))
+    results = _results(runs, practitioner, gap, data, args)
+    _print_results(results)
+    pngs = _figures(timed, data, batches, (w1, w2), runs, args)
+    graph_html = timed("compute graph", lambda: _graph_section(args.out))
+    report = timed("report", lambda: write_report(args.out / "index.html", pngs, results,
+                                                   timed.timings, graph_html))
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    _print_timings(timed.timings)
+    print(f"\nWrote {len(pngs)} figures, results.json and {report}")
+    return results
+
+
+def _train_three_ways(timed: Timer, data: Digits, batches: list[np.ndarray], w1: np.ndarray,
+                      w2: np.ndarray, args: argparse.Namespace) -> list[Run]:
+    """The engine, the correct NumPy backprop and the notebook's, from the same start."""
     train = (data, batches, w1, w2, args.lr, args.steps)
-    runs = [
+    return [
         timed("train: engine", lambda: train_engine(*train)),
         timed("train: NumPy, correct", lambda: train_numpy("NumPy (correct)", loss_and_grads,
                                                             *train)),
         timed("train: NumPy, notebook's", lambda: train_numpy(
             "notebook's backprop", notebook_loss_and_grads, *train)),
     ]
-    practitioner = timed("train: practitioner", lambda: train_practitioner(data, args.seed))
-    gap = timed("gradient gap", lambda: gradient_gap(data, batches, w1, w2))
 
-    engine, correct, notebook = runs
-    results = {
+
+def _results(runs: list[Run], practitioner: PractitionerRun, gap: dict, data: Digits,
+             args: argparse.Namespace) -> dict:
+    engine, correct, _ = runs
+    return {
         "runs": [{"name": r.name, "test_accuracy": r.accuracy(data.x_test, data.labels_test),
                   "final_loss": float(r.losses[-1, -1]), "us_per_step": r.us_per_step,
                   "seconds": r.seconds} for r in runs],
@@ -85,40 +122,35 @@ def main(argv: list[str] | None = None) -> dict:
         "settings": {"batches": args.batches, "steps": args.steps, "lr": args.lr,
                      "seed": args.seed, "init_scale": args.init_scale},
     }
-    _print_results(results)
 
-    out = args.out
+
+def _figures(timed: Timer, data: Digits, batches: list[np.ndarray],
+             initial: tuple[np.ndarray, np.ndarray], runs: list[Run],
+             args: argparse.Namespace) -> dict[str, Path]:
+    """The notebook's figures, and the 2-D embeddings of the digits."""
+    engine, correct, notebook = runs
+    out, first = args.out, batches[0]
     x_all = np.concatenate([data.x_train, data.x_test])
     labels_all = np.concatenate([data.labels_train, data.labels_test])
-
-    def draw_figures() -> dict[str, Path]:
-        first = batches[0]
-        return {
-            "digits": figures.digits_grid(x_all, labels_all, out / "digits.png"),
-            "batch": figures.batch_images(data.x_train[first], data.y_train[first],
-                                          out / "batch.png"),
-            "loss_by_batch": figures.loss_curves_by_batch(engine, out / "loss_by_batch.png"),
-            "loss_compare": figures.compare_loss_curves(engine, correct, notebook,
-                                                        out / "loss_compare.png"),
-            "weights": figures.weights_before_after((w1, w2), runs, out / "weights.png"),
-            "pixel_pca": figures.digits_on_pixel_pca(
-                x_all, labels_all, {"initial": w1, "after, engine": engine.w1,
-                                    "after, notebook's": notebook.w1}, out / "pixel_pca.png"),
-        }
-
-    pngs = timed("figures", draw_figures)
+    pngs = timed("figures", lambda: {
+        "digits": figures.digits_grid(x_all, labels_all, out / "digits.png"),
+        "batch": figures.batch_images(data.x_train[first], data.y_train[first],
+                                      out / "batch.png"),
+        "loss_by_batch": figures.loss_curves_by_batch(engine, out / "loss_by_batch.png"),
+        "loss_compare": figures.compare_loss_curves(engine, correct, notebook,
+                                                    out / "loss_compare.png"),
+        "weights": figures.weights_before_after(initial, runs, out / "weights.png"),
+        "pixel_pca": figures.digits_on_pixel_pca(
+            x_all, labels_all, {"initial": initial[0], "after, engine": engine.w1,
+                                "after, notebook's": notebook.w1}, out / "pixel_pca.png"),
+    })
     points, point_labels, embed_seconds = six_embeddings(
         x_all, labels_all, engine.w1, engine.w2, args.subsample, args.seed)
     for title, seconds in embed_seconds.items():
-        timings[f"embedding: {title}"] = seconds
+        timed.timings[f"embedding: {title}"] = seconds
     pngs["embeddings"] = timed("figure: embeddings", lambda: figures.embeddings(
         points, point_labels, out / "embeddings.png"))
-    graph_html = timed("compute graph", lambda: _graph_section(out))
-    report = timed("report", lambda: write_report(out / "index.html", pngs, results, timings,
-                                                   graph_html))
-    _print_timings(timings)
-    print(f"\nWrote {len(pngs)} figures and {report}")
-    return results
+    return pngs
 
 
 def _graph_section(out: Path) -> str:

@@ -48,3 +48,14 @@ def notebook_loss_and_grads(x: np.ndarray, y: np.ndarray, w1: np.ndarray, w2: np
     h, a, s = _forward(x, w1, w2)
     dz = 2 * (s - y)
     return float(((s - y) ** 2).sum()), *_backward_from_logits(x, h, a, w2, dz)
+
+
+def compare_gradients(true: tuple[np.ndarray, ...],
+                      other: tuple[np.ndarray, ...]) -> tuple[float, float]:
+    """Relative error ‖other − true‖ / ‖true‖ and the angle in degrees between the two,
+    over all weights flattened into one vector."""
+    t = np.concatenate([g.ravel() for g in true])
+    o = np.concatenate([g.ravel() for g in other])
+    relative = np.linalg.norm(o - t) / np.linalg.norm(t)
+    cosine = np.dot(t, o) / (np.linalg.norm(t) * np.linalg.norm(o))
+    return float(relative), float(np.degrees(np.arccos(np.clip(cosine, -1, 1))))

@@ -1,11 +1,12 @@
 """`python -m demos.notebook --quick` writes every figure and an index.html that shows them all."""
 
+import json
 import re
+import shutil
 
 import pytest
+from demo_runs import run_demo
 from PIL import Image
-
-from demos import notebook
 
 FIGURES = ["digits", "batch", "loss_by_batch", "loss_compare", "weights", "pixel_pca",
            "embeddings"]
@@ -14,8 +15,8 @@ FIGURES = ["digits", "batch", "loss_by_batch", "loss_compare", "weights", "pixel
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("notebook")
-    results = notebook.main(["--quick", "--out", str(out), "--seed", "1"])
-    return out, results
+    run_demo("notebook", "--quick", "--out", str(out), "--seed", "1")
+    return out, json.loads((out / "results.json").read_text())
 
 
 @pytest.mark.parametrize("name", FIGURES)
@@ -35,6 +36,8 @@ def test_index_html_links_and_embeds_every_figure(quick_run):
         assert f'href="{name}.png"' in page
     assert len(re.findall(r'src="data:image/png;base64,', page)) == len(FIGURES)
     assert "test accuracy" in page and "Where the time went" in page and 'id="graph"' in page
+    if shutil.which("dot"):  # the four views of demos.graph inline, the steps page linked
+        assert page.count("<svg") >= 4 and 'href="graph/steps.html"' in page
 
 
 def test_results_report_every_training_path(quick_run):

@@ -2,28 +2,13 @@
 
 import numpy as np
 import pytest
+from functions import NotebookSoftmax, notebook_loss
 from hypothesis import given, settings
 
 import autodiff as ad
 from autodiff.testing import assert_grad_close, localize, programs
 from models import one_hot
 from models.numpy_backprop import loss_and_grads, notebook_loss_and_grads
-
-
-class NotebookSoftmax(ad.Function):
-    """Softmax whose backward passes the gradient straight through (the notebook's mistake)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.softmax(dim=1).data
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        return grad_output
-
-
-def notebook_net(x, y, w1, w2, softmax=lambda z: z.softmax(dim=1)):
-    return (softmax((x @ w1).relu() @ w2) - y).pow(2).sum()
 
 
 def problem(seed=0, rows=5):
@@ -44,7 +29,7 @@ def test_random_programs_have_correct_gradients(program):
 def test_a_wrong_op_inside_the_notebook_network_is_named_with_its_line():
     x, y, w1, w2 = problem()
     with pytest.raises(AssertionError) as info:
-        assert_grad_close(lambda w1, w2: notebook_net(x, y, w1, w2, NotebookSoftmax.apply),
+        assert_grad_close(lambda w1, w2: notebook_loss(x, y, w1, w2, NotebookSoftmax.apply),
                           [w1, w2])
     report = str(info.value)
     assert "assert_grad_close: the gradient of input" in report and "worst at index" in report
@@ -54,7 +39,7 @@ def test_a_wrong_op_inside_the_notebook_network_is_named_with_its_line():
 
 def test_localize_returns_none_when_every_op_is_right():
     x, y, w1, w2 = problem()
-    assert localize(lambda w1, w2: notebook_net(x, y, w1, w2), [w1, w2]) is None
+    assert localize(lambda w1, w2: notebook_loss(x, y, w1, w2), [w1, w2]) is None
 
 
 def test_reference_oracle_with_the_hand_derived_backprop():
@@ -65,7 +50,7 @@ def test_reference_oracle_with_the_hand_derived_backprop():
         _, dw1, dw2 = loss_and_grads(x.data, y.data, w1, w2)
         return u * dw1, u * dw2
 
-    assert_grad_close(lambda w1, w2: notebook_net(x, y, w1, w2), [w1, w2], reference=reference)
+    assert_grad_close(lambda w1, w2: notebook_loss(x, y, w1, w2), [w1, w2], reference=reference)
 
     def notebook_reference(w1, w2, upstream):
         (u,) = upstream
@@ -73,7 +58,7 @@ def test_reference_oracle_with_the_hand_derived_backprop():
         return u * dw1, u * dw2
 
     with pytest.raises(AssertionError, match="disagrees with reference gradient"):
-        assert_grad_close(lambda w1, w2: notebook_net(x, y, w1, w2), [w1, w2],
+        assert_grad_close(lambda w1, w2: notebook_loss(x, y, w1, w2), [w1, w2],
                           reference=notebook_reference, locate_op=False)
 
 

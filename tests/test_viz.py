@@ -170,8 +170,12 @@ def test_without_the_graphviz_package_the_error_names_the_extra(monkeypatch):
         viz.to_dot(program()[0])
 
 
+@requires_dot
 def test_the_digraph_displays_inline_in_jupyter():
-    assert hasattr(viz.to_dot(program()[0]), "_repr_mimebundle_")
+    """Jupyter asks for a mime bundle and shows its SVG: the graph itself, drawn by dot."""
+    bundle = viz.to_dot(program()[0])._repr_mimebundle_(include=["image/svg+xml"])
+    texts = _svg_texts(bundle["image/svg+xml"].encode())
+    assert "mul" in texts and "sum" in texts
 
 
 def test_backward_steps_walk_every_gradient_and_leave_grad_alone():

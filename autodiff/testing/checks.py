@@ -4,6 +4,7 @@ on failure, the first recorded op whose own gradient is wrong."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -30,10 +31,11 @@ ANALYTIC = sorted(name for name, op in OPS.items() if op.analytic)
 Oracle = dict[int, np.ndarray]  # the expected Jᵀu per input that requires grad
 
 
-def assert_grad_close(fn: Callable[..., Tensor | Sequence[Tensor]], inputs: Sequence[object], *,
-                      oracle: str = "central", reference: Callable[..., Sequence[object]] | None
-                      = None, atol: float | None = None, rtol: float | None = None,
-                      eps: float = 1e-6, seed: int = 0, locate_op: bool = True) -> None:
+def assert_grad_close(fn: Callable[..., Tensor | Sequence[Tensor]],
+                      inputs: Tensor | Sequence[Any], *, oracle: str = "central",
+                      reference: Callable[..., Sequence[object]] | None = None,
+                      atol: float | None = None, rtol: float | None = None, eps: float = 1e-6,
+                      seed: int = 0, locate_op: bool = True) -> None:
     """Assert that the engine's gradient of `fn` at `inputs` matches an oracle.
 
     The engine's vector-Jacobian product Jᵀu (u random, one per output; 1 for a single scalar
@@ -50,23 +52,23 @@ def assert_grad_close(fn: Callable[..., Tensor | Sequence[Tensor]], inputs: Sequ
     (with `locate_op`) the first recorded op whose own VJP disagrees with finite differences:
     its name, the line of code that created it, its input shapes and its worst element.
     """
-    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-    checked = grad_input_indices(inputs)
+    values: list[Any] = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    checked = grad_input_indices(values)
     if not checked:
         raise ValueError("assert_grad_close: no input Tensor has requires_grad=True")
-    upstream = random_upstream(fn, inputs, np.random.default_rng(seed))
-    analytical = analytical_vjp(fn, inputs, upstream)
-    name, expected = _oracle(fn, inputs, upstream, oracle, reference, eps)
+    upstream = random_upstream(fn, values, np.random.default_rng(seed))
+    analytical = analytical_vjp(fn, values, upstream)
+    name, expected = _oracle(fn, values, upstream, oracle, reference, eps)
     for i in checked:
-        default_atol, default_rtol = TOLERANCES.get(inputs[i].dtype, TOLERANCES[np.dtype("f8")])
+        default_atol, default_rtol = TOLERANCES.get(values[i].dtype, TOLERANCES[np.dtype("f8")])
         mismatch = compare(i, analytical[i].astype(np.float64), expected[i],
                            default_atol if atol is None else atol,
                            default_rtol if rtol is None else rtol, name, is_projected(upstream))
         if mismatch:
-            raise AssertionError(_report(mismatch, fn, inputs, locate_op))
+            raise AssertionError(_report(mismatch, fn, values, locate_op))
 
 
-def _oracle(fn: Callable, inputs: list, upstream: list[np.ndarray], oracle: str,
+def _oracle(fn: Callable[..., Any], inputs: list[Any], upstream: list[np.ndarray], oracle: str,
             reference: Callable[..., Sequence[object]] | None, eps: float) -> tuple[str, Oracle]:
     """The oracle's name and its Jᵀu for each input that requires grad."""
     if reference is not None:
@@ -80,7 +82,7 @@ def _oracle(fn: Callable, inputs: list, upstream: list[np.ndarray], oracle: str,
     raise ValueError(f"assert_grad_close: oracle must be 'central' or 'complex', got {oracle!r}")
 
 
-def complex_step_vjp(fn: Callable, inputs: list, upstream: list[np.ndarray],
+def complex_step_vjp(fn: Callable[..., Any], inputs: list[Any], upstream: list[np.ndarray],
                      h: float = 1e-20) -> Oracle:
     """Jᵀu by the complex step: Im <u, f(x + ih·e_k)> / h for each element k (no cancellation).
     Only for functions made of analytic ops: any other recorded op is refused, by name."""
@@ -100,7 +102,7 @@ def complex_step_vjp(fn: Callable, inputs: list, upstream: list[np.ndarray],
     return result
 
 
-def _require_analytic(fn: Callable, inputs: list) -> None:
+def _require_analytic(fn: Callable[..., Any], inputs: list[Any]) -> None:
     used = {t.grad_fn.name for t in tensors_in_order(outputs_of(fn(*inputs)))
             if t.grad_fn is not None}
     if not_analytic := sorted(used - set(ANALYTIC)):
@@ -109,7 +111,7 @@ def _require_analytic(fn: Callable, inputs: list) -> None:
                          " not (see Op.analytic); use oracle='central'")
 
 
-def _report(mismatch: Mismatch, fn: Callable, inputs: list, locate_op: bool) -> str:
+def _report(mismatch: Mismatch, fn: Callable[..., Any], inputs: list[Any], locate_op: bool) -> str:
     lines = [mismatch.message("assert_grad_close")]
     if locate_op:
         finding = localize(fn, inputs)

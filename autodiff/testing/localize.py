@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from autodiff.gradcheck import GradcheckError, Mismatch, gradcheck, outputs_of
 from autodiff.graph import set_modes, tensors_in_order
@@ -27,7 +28,8 @@ class Finding:
                 f"{m.expected:.6g}")
 
 
-def localize(fn: Callable, inputs: list, **tolerances) -> Finding | None:
+def localize(fn: Callable[..., Any], inputs: list[Any], *, eps: float = 1e-6,
+             atol: float = 1e-5, rtol: float = 1e-3) -> Finding | None:
     """Run `fn`, then gradcheck every recorded op alone at the values it saw, in the order they
     ran; return the first that fails (or None when every op's VJP is right)."""
     with set_modes(record_origins=True):
@@ -35,7 +37,7 @@ def localize(fn: Callable, inputs: list, **tolerances) -> Finding | None:
     for node in [t.grad_fn for t in tensors_in_order(outputs) if t.grad_fn is not None]:
         values = [Tensor(t.data.copy(), requires_grad=t.requires_grad) for t in node.inputs]
         try:
-            gradcheck(node.replay(), values, **tolerances)
+            gradcheck(node.replay(), values, eps=eps, atol=atol, rtol=rtol)
         except GradcheckError as error:
             return Finding(node.name, node.origin or "<unknown>",
                            [t.shape for t in node.inputs], error.mismatch)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from numpy.typing import DTypeLike
 
 from autodiff.ops import OPS, Op
 from autodiff.tensor import Tensor
@@ -65,7 +66,7 @@ class Program:
     def __call__(self, *xs: Tensor) -> Tensor:
         values = list(xs)
         names = [f"x{i}" for i in range(len(xs))]
-        scope = {}
+        scope: dict[str, Tensor] = {}
         for k, step in enumerate(self.steps):
             scope.update(zip(names, values))
             values.append(eval(step.code(names), {}, scope))  # the code __repr__ prints
@@ -86,8 +87,8 @@ class Program:
 
 
 @st.composite
-def programs(draw, max_inputs: int = 3, max_steps: int = 6, max_dims: int = 3,
-             max_side: int = 4, dtype=np.float64) -> Program:
+def programs(draw: st.DrawFn, max_inputs: int = 3, max_steps: int = 6, max_dims: int = 3,
+             max_side: int = 4, dtype: DTypeLike = np.float64) -> Program:
     """Small random differentiable programs over broadcastable inputs (see the module doc)."""
     n_inputs = draw(st.integers(1, max_inputs))
     shapes = draw(hnp.mutually_broadcastable_shapes(

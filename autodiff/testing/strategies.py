@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from numpy.typing import DTypeLike
 
 from autodiff.ops import OPS, Op
 from autodiff.tensor import Tensor
@@ -28,12 +31,13 @@ def floats(low: float = -3.0, high: float = 3.0, *, away_from: tuple[float, ...]
     return values.filter(lambda v: all(abs(v - k) >= margin for k in away_from))
 
 
-def arrays(shape: Shape | st.SearchStrategy[Shape], dtype=np.float64,
+def arrays(shape: Shape | st.SearchStrategy[Shape], dtype: DTypeLike = np.float64,
            elements: st.SearchStrategy[float] | None = None) -> st.SearchStrategy[np.ndarray]:
     return hnp.arrays(dtype, shape, elements=elements if elements is not None else floats())
 
 
-def tensors(shape: Shape | st.SearchStrategy[Shape] | None = None, dtype=np.float64,
+def tensors(shape: Shape | st.SearchStrategy[Shape] | None = None,
+            dtype: DTypeLike = np.float64,
             elements: st.SearchStrategy[float] | None = None,
             requires_grad: bool = True) -> st.SearchStrategy[Tensor]:
     """Tensors of the given (or a drawn) shape and dtype, with bounded finite values."""
@@ -51,7 +55,8 @@ def broadcastable_shapes(num_shapes: int = 2, min_dims: int = 0, max_dims: int =
 
 
 @st.composite
-def matmul_shapes(draw, max_batch_dims: int = 2, max_side: int = 4) -> tuple[Shape, Shape]:
+def matmul_shapes(draw: st.DrawFn, max_batch_dims: int = 2,
+                  max_side: int = 4) -> tuple[Shape, Shape]:
     """Shapes np.matmul accepts: 1-D, 2-D, and batched with broadcasting batch dims."""
     n, k, m = (draw(st.integers(1, max_side)) for _ in range(3))
     batch_a, batch_b = draw(broadcastable_shapes(2, 0, max_batch_dims, max_side))
@@ -61,14 +66,14 @@ def matmul_shapes(draw, max_batch_dims: int = 2, max_side: int = 4) -> tuple[Sha
 
 
 def dims(ndim: int, *, allow_none: bool = True, allow_tuple: bool = True,
-         single: bool = False) -> st.SearchStrategy:
+         single: bool = False) -> st.SearchStrategy[Any]:
     """Valid `dim` arguments for a tensor of `ndim` dims: None, an int (maybe negative), a tuple."""
     if ndim == 0:
         return st.none()
     one = st.integers(-ndim, ndim - 1)
     if single:
         return one
-    options = [one]
+    options: list[st.SearchStrategy[Any]] = [one]
     if allow_none:
         options.append(st.none())
     if allow_tuple:
@@ -79,8 +84,9 @@ def dims(ndim: int, *, allow_none: bool = True, allow_tuple: bool = True,
 
 
 def distinct_arrays(shape: Shape | st.SearchStrategy[Shape], gap: float = 0.05,
-                    dtype=np.float64) -> st.SearchStrategy[np.ndarray]:
-    """Arrays whose elements differ pairwise by at least `gap` (no ties, e.g. for max)."""
+                    dtype: DTypeLike = np.float64) -> st.SearchStrategy[np.ndarray]:
+    """Arrays whose elements differ pairwise by at least 3/4 of `gap` (no ties, e.g. for max):
+    a random order of the multiples of `gap`, each moved by up to gap/4."""
     def build(shape: Shape) -> st.SearchStrategy[np.ndarray]:
         size = int(np.prod(shape))
         return st.permutations(range(size)).flatmap(lambda order: arrays(
@@ -90,7 +96,7 @@ def distinct_arrays(shape: Shape | st.SearchStrategy[Shape], gap: float = 0.05,
     return (shape if isinstance(shape, st.SearchStrategy) else st.just(shape)).flatmap(build)
 
 
-def safe_floats(op: Op | str, input_index: int = 0, params: dict | None = None,
+def safe_floats(op: Op | str, input_index: int = 0, params: dict[str, Any] | None = None,
                 low: float = -3.0, high: float = 3.0, margin: float = 1e-2
                 ) -> st.SearchStrategy[float]:
     """Values for input `input_index` of `op` kept `margin` away from the op's declared kinks

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from autodiff.viz.snapshot import OpInfo, Snapshot
 
 MAX_PERIOD = 8  # the longest repeated pattern looked for, in ops
@@ -21,12 +23,20 @@ def collapse_chains(snap: Snapshot, min_repeats: int = 3) -> tuple[list[OpInfo],
     for op in snap.ops:
         for i in op.inputs:
             consumers.setdefault(i, []).append(op)
+    drawn: list[OpInfo] = []
+    hidden: set[int] = set()
+    for chain in _chains(snap, consumers):
+        drawn += _fold_repeats(snap, chain, consumers, hidden, min_repeats)
+    return sorted(drawn, key=lambda op: op.index), hidden
 
+
+def _chains(snap: Snapshot, consumers: dict[int, list[OpInfo]]) -> Iterator[list[OpInfo]]:
+    """The ops split into chains, in walk order; each op in the first chain that reaches it."""
     def next_in_chain(op: OpInfo) -> OpInfo | None:
         users, middle = consumers.get(op.output, []), snap.tensors[op.output]
         return users[0] if len(users) == 1 and not middle.is_root and not middle.label else None
 
-    drawn, hidden, claimed = [], set(), set()
+    claimed: set[int] = set()
     for head in snap.ops:  # in walk order: an op comes after those that made its inputs
         if head.index in claimed:
             continue  # drawn with the chain that reached it first
@@ -34,17 +44,22 @@ def collapse_chains(snap: Snapshot, min_repeats: int = 3) -> tuple[list[OpInfo],
         while (nxt := next_in_chain(chain[-1])) is not None and nxt.index not in claimed:
             chain.append(nxt)
             claimed.add(nxt.index)
-        start = 0
-        while start < len(chain):
-            period, length = _repeated_stretch([op.name for op in chain[start:]], min_repeats)
-            if not period:
-                drawn.append(chain[start])
-                start += 1
-                continue
-            stretch = chain[start:start + length]
-            drawn.append(_fold(snap, stretch, period, consumers, hidden))
-            start += length
-    return sorted(drawn, key=lambda op: op.index), hidden
+        yield chain
+
+
+def _fold_repeats(snap: Snapshot, chain: list[OpInfo], consumers: dict[int, list[OpInfo]],
+                  hidden: set[int], min_repeats: int) -> list[OpInfo]:
+    """The chain's ops, each stretch that repeats a pattern `min_repeats` times folded into one."""
+    drawn, start = [], 0
+    while start < len(chain):
+        period, length = _repeated_stretch([op.name for op in chain[start:]], min_repeats)
+        if not period:
+            drawn.append(chain[start])
+            start += 1
+            continue
+        drawn.append(_fold(snap, chain[start:start + length], period, consumers, hidden))
+        start += length
+    return drawn
 
 
 def _repeated_stretch(names: list[str], min_repeats: int) -> tuple[int, int]:

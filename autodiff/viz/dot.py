@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,14 +49,19 @@ def to_dot(*roots: Tensor | Snapshot, params: dict[str, Tensor] | None = None,
     parameters (blue, named by their key in `params`) and outputs (green, doubled) stand apart.
     `show_values` prints small tensors and summarises large ones; `show_grads` shows each
     gradient's summary and norm and colours tensors by it; `show_rules` writes each op's
-    gradient rule; `collapse` folds chains of one repeated op into a single node. When `params`
+    gradient rule; `collapse` folds each stretch of a chain that repeats a pattern of up to
+    8 ops (``tanh``, or ``matmul → add → relu``) into a single node. When `params`
     come from ``Module.named_parameters()``, each module's ops sit in a cluster.
     """
     _require_graphviz()
     snap = roots[0] if len(roots) == 1 and isinstance(roots[0], Snapshot) else \
-        snapshot(*roots, params=params)
+        snapshot(*[r for r in roots if isinstance(r, Tensor)], params=params)
     return build(snap, show_values=show_values, show_grads=show_grads, show_rules=show_rules,
                  rankdir=rankdir, collapse=collapse)
+
+
+NodeSpec = tuple[str, str, dict[str, str]]  # node id, label, style
+Groups = dict[str | None, list[NodeSpec]]  # the nodes of each module's cluster (None: no cluster)
 
 
 def build(snap: Snapshot, *, show_values: bool = False, show_grads: bool = False,
@@ -75,7 +81,24 @@ def build(snap: Snapshot, *, show_values: bool = False, show_grads: bool = False
     # long edge becomes a chain of virtual nodes); drawing such a leaf beside each use avoids it.
     split = {i for i, n in uses.items() if n > 4 and snap.tensors[i].is_leaf} \
         if len(snap.tensors) + len(ops) > LARGE else set()
-    groups: dict[str | None, list] = {}
+    groups: Groups = {}
+    _add_tensor_nodes(groups, snap, hidden, split, uses, clusters, show_values, show_grads)
+    for op in ops:
+        style = STYLE["op"] if op.index != highlight else dict(
+            STYLE["op"], color="#d62728", penwidth="3", fillcolor="#fde0dd")
+        groups.setdefault(clusters.get(("op", op.index)), []).append(
+            (f"op{op.index}", _op_label(op, show_rules), style))
+    _draw_groups(dot, groups)
+    _draw_edges(dot, ops, split)
+    if show_grads:
+        _legend(dot)
+    return dot
+
+
+def _add_tensor_nodes(groups: Groups, snap: Snapshot, hidden: set[int], split: set[int],
+                      uses: dict[int, int], clusters: dict[tuple[str, int], str],
+                      show_values: bool, show_grads: bool) -> None:
+    """One node per tensor drawn (one per use for a split leaf), in its module's group."""
     for info in snap.tensors:
         if info.index in hidden:
             continue
@@ -87,11 +110,10 @@ def build(snap: Snapshot, *, show_values: bool = False, show_grads: bool = False
             groups.setdefault(clusters.get(("t", info.index)), []).append(
                 (node_id, label if len(copies) == 1 else
                  f"{label}\\n(one of {len(copies)} uses)", style))
-    for op in ops:
-        style = STYLE["op"] if op.index != highlight else dict(
-            STYLE["op"], color="#d62728", penwidth="3", fillcolor="#fde0dd")
-        groups.setdefault(clusters.get(("op", op.index)), []).append(
-            (f"op{op.index}", _op_label(op, show_rules), style))
+
+
+def _draw_groups(dot: graphviz.Digraph, groups: Groups) -> None:
+    """The nodes, each module's in a cluster labelled with its path (clusters in name order)."""
     for number, (module, nodes) in enumerate(sorted(groups.items(), key=lambda kv: kv[0] or "")):
         if module is None:
             _add_nodes(dot, nodes)
@@ -100,6 +122,10 @@ def build(snap: Snapshot, *, show_values: bool = False, show_grads: bool = False
             cluster.attr(label=graphviz.nohtml(_escape(module)), style="rounded", color="#7f7f7f",
                          fontname="Helvetica")
             _add_nodes(cluster, nodes)
+
+
+def _draw_edges(dot: graphviz.Digraph, ops: list[OpInfo], split: set[int]) -> None:
+    """Inputs to each op and the op to its output; a split leaf's copies are used in turn."""
     drawn_uses: dict[int, int] = {}
     for op in ops:
         for i in op.inputs:
@@ -109,13 +135,10 @@ def build(snap: Snapshot, *, show_values: bool = False, show_grads: bool = False
             else:
                 dot.edge(f"t{i}", f"op{op.index}")
         dot.edge(f"op{op.index}", f"t{op.output}")
-    if show_grads:
-        _legend(dot)
-    return dot
 
 
-def render(*roots: Tensor | Snapshot, path: str | os.PathLike, format: str = "svg",
-           **kwargs) -> Path:
+def render(*roots: Tensor | Snapshot, path: str | os.PathLike[str], format: str = "svg",
+           **kwargs: Any) -> Path:
     """Draw the graph (as `to_dot`, same keywords) into `path`, written atomically."""
     dot = to_dot(*roots, **kwargs)
     if shutil.which("dot") is None:
@@ -131,7 +154,7 @@ def _require_graphviz() -> None:
                           "pip install 'autodiff[viz]' (or pip install graphviz)")
 
 
-def _add_nodes(graph, nodes: list[tuple[str, str, dict]]) -> None:
+def _add_nodes(graph: graphviz.Digraph, nodes: list[NodeSpec]) -> None:
     for node_id, label, style in nodes:
         graph.node(node_id, graphviz.nohtml(label), **style)
 
@@ -168,7 +191,7 @@ def _tensor_label(info: TensorInfo, show_values: bool, show_grads: bool) -> str:
     return "\\n".join(lines)
 
 
-def _tensor_style(info: TensorInfo, show_grads: bool) -> dict:
+def _tensor_style(info: TensorInfo, show_grads: bool) -> dict[str, str]:
     kind = "output" if info.is_root else "param" if info.is_param or (
         info.is_leaf and info.tensor.requires_grad) else "input" if info.is_leaf else "tensor"
     style = dict(STYLE[kind])
@@ -188,7 +211,7 @@ def _op_label(op: OpInfo, show_rules: bool) -> str:
     return "\\n".join(lines)
 
 
-def _legend(dot) -> None:
+def _legend(dot: graphviz.Digraph) -> None:
     with dot.subgraph(name="cluster_legend") as legend:
         legend.attr(label="gradient norm", style="rounded", color="#7f7f7f", fontname="Helvetica")
         for i, (_, color, text) in enumerate(GRAD_BANDS):

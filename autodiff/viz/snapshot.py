@@ -9,6 +9,7 @@ It reads the graph through ``grad_fn`` and the `graph.GradNode` interface only (
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,7 @@ class Snapshot:
     backward_order: list[int] = field(default_factory=list)  # tensor indices, as backward met them
     _by_id: dict[int, int] = field(default_factory=dict, repr=False)
 
-    def observe(self, tensor: Tensor, grad) -> None:
+    def observe(self, tensor: Tensor, grad: Any) -> None:
         """Called by the backward walker with each tensor's complete gradient."""
         index = self._by_id.get(id(tensor))
         if index is not None and self.tensors[index].tensor is tensor:

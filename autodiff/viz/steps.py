@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 from autodiff.backward import grad
 from autodiff.tensor import Tensor
@@ -12,7 +13,7 @@ from autodiff.viz.snapshot import Snapshot, snapshot
 
 
 def backward_steps(loss: Tensor, params: dict[str, Tensor] | None = None,
-                   rankdir: str = "TB") -> Iterator:
+                   rankdir: str = "TB") -> Iterator[Any]:
     """Yield one graphviz Digraph per step of ``loss``'s backward pass.
 
     Each step takes the next tensor whose gradient is complete, in the walker's own order, and

@@ -1,4 +1,5 @@
-"""The notebook's training, three ways from the same start, and a practitioner's version."""
+"""The notebook's training, three ways from the same start (the engine, the correct NumPy
+backprop, the notebook's own), and a practitioner's version; with tqdm progress bars."""
 
 from __future__ import annotations
 
