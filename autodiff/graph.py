@@ -153,10 +153,13 @@ class Node:
             args: Any = inputs
         else:  # the output is alive: backward reached this node through it
             args, out = [t.data for t in inputs], out.data  # type: ignore[union-attr]
-        params = self.params
+        params, rules = self.params, self.op.vjps
+        if self.op.variadic:  # one rule serves every input (cat, stack): it is told which
+            return [rules[0](g, out, *args, which=k, **params) if t.requires_grad else None
+                    for k, t in enumerate(inputs)]
         return [
             rule(g, out, *args, **params) if rule is not None and t.requires_grad else None
-            for t, rule in zip(inputs, self.op.vjps)
+            for t, rule in zip(inputs, rules)
         ]
 
     def release(self) -> None:

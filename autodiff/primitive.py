@@ -69,6 +69,8 @@ class Op:
     analytic: bool = True  # holomorphic in its inputs: the complex step may differentiate it
     smooth: bool = True  # differentiable everywhere in its domain: random programs may use it
     elementwise: bool = False  # applies element by element, broadcasting its inputs
+    # takes any number of inputs (cat, stack): its one rule serves each, told which as `which`
+    variadic: bool = False
     symbol: str | None = None  # its Python operator (``+``; ``-`` for neg), else a method
     functions: tuple[str, ...] = ()  # offered as autodiff.NAME(t, ...) under these names
     # what the VJP rules read besides shapes (input positions, "out"; None: all inputs and the
@@ -82,7 +84,10 @@ class Op:
         """The names of the forward's parameters after its inputs (``dim``, ``keepdim``)."""
         if isinstance(self.forward, np.ufunc):
             return ()
-        return tuple(inspect.signature(self.forward).parameters)[len(self.vjps):]
+        parameters = inspect.signature(self.forward).parameters.values()
+        if self.variadic:
+            return tuple(p.name for p in parameters if p.kind is p.KEYWORD_ONLY)
+        return tuple(p.name for p in parameters)[len(self.vjps):]
 
     def call_text(self, *operands: str, **params: object) -> str:
         """How Python code applies it, e.g. ``a + b``, ``x.exp()``, ``x.sum(dim=1)``."""
@@ -129,10 +134,12 @@ class Dispatch:
 
     def __getattr__(self, name: str) -> Callable[..., Value]:
         op = OPS[name]
-        arity, param_names = len(op.vjps), op.params  # inputs first, then positional params
+        # inputs first, then positional params (a variadic op takes them all as inputs)
+        arity, param_names = None if op.variadic else len(op.vjps), op.params
 
         def call(*args: Value, **params: Any) -> Value:
-            params.update(zip(param_names, args[arity:]))
+            if arity is not None:
+                params.update(zip(param_names, args[arity:]))
             inputs = args[:arity]
             tensor = Dispatch.tensor_type
             if tensor is not None and any(isinstance(a, tensor) for a in inputs):

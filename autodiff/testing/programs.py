@@ -24,7 +24,7 @@ from autodiff.tensor import Tensor
 
 def _usable(op: Op) -> bool:
     """Smooth, differentiable in every input, and applicable to any broadcastable operands."""
-    return op.smooth and None not in op.vjps and (
+    return op.smooth and not op.variadic and None not in op.vjps and (
         op.elementwise and not op.params or op.params in (("dim",), ("dim", "keepdim")))
 
 
