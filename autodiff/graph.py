@@ -155,7 +155,9 @@ class Node:
             args, out = [t.data for t in inputs], out.data  # type: ignore[union-attr]
         params, rules = self.params, self.op.vjps
         if self.op.variadic:  # one rule serves every input (cat, stack): it is told which
-            return [rules[0](g, out, *args, which=k, **params) if t.requires_grad else None
+            rule = rules[0]
+            assert rule is not None
+            return [rule(g, out, *args, which=k, **params) if t.requires_grad else None
                     for k, t in enumerate(inputs)]
         return [
             rule(g, out, *args, **params) if rule is not None and t.requires_grad else None
