@@ -211,6 +211,16 @@ def tanh_vjp(g: Value, out: Value, x: Value) -> Value:
     return g * (1 - out * out)
 
 
+def sin_vjp(g: Value, out: Value, x: Value) -> Value:
+    """dx = G·cos x"""
+    return g * prim.cos(x)
+
+
+def cos_vjp(g: Value, out: Value, x: Value) -> Value:
+    """dx = −G·sin x"""
+    return -g * prim.sin(x)
+
+
 UNARY = dict(elementwise=True)
 EXP = primitive("exp", np.exp, exp_vjp, domain=Domain(moderate=(0,)), saves=("out",),
                 functions=("exp",), **UNARY)
@@ -230,6 +240,8 @@ CLAMP = primitive("clamp", clamp_forward, clamp_vjp,
 SIGMOID = primitive("sigmoid", sigmoid_forward, sigmoid_vjp, analytic=False, saves=("out",),
                     functions=("sigmoid",), **UNARY)  # logaddexp has no complex form
 TANH = primitive("tanh", np.tanh, tanh_vjp, saves=("out",), functions=("tanh",), **UNARY)
+SIN = primitive("sin", np.sin, sin_vjp, saves=(0,), functions=("sin",), **UNARY)
+COS = primitive("cos", np.cos, cos_vjp, saves=(0,), functions=("cos",), **UNARY)
 
 
 # ---------------------------------------------------------------- reductions

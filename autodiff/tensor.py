@@ -278,6 +278,12 @@ class Tensor:
     def tanh(self) -> Tensor:
         return apply(ops.TANH, self)
 
+    def sin(self) -> Tensor:
+        return apply(ops.SIN, self)
+
+    def cos(self) -> Tensor:
+        return apply(ops.COS, self)
+
     def clamp(self, min: float | None = None, max: float | None = None) -> Tensor:
         """Limit each element to [min, max]; at least one bound is needed."""
         if min is None and max is None:

@@ -220,6 +220,8 @@ CASES = [
            lambda a, min, max: np.clip(a, min, max), clamp_examples(), ("clamp",)),
     OpCase("sigmoid", lambda a: a.sigmoid(), _sigmoid_reference, unary(), ("sigmoid",)),
     OpCase("tanh", lambda a: a.tanh(), np.tanh, unary(), ("tanh",)),
+    OpCase("sin", lambda a: a.sin(), np.sin, unary(), ("sin",)),
+    OpCase("cos", lambda a: a.cos(), np.cos, unary(), ("cos",)),
     OpCase("sum", lambda a, dim, keepdim: a.sum(dim, keepdim), _sum_reference, reduction(),
            ("sum",)),
     OpCase("mean", lambda a, dim, keepdim: a.mean(dim=dim, keepdim=keepdim),
