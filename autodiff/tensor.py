@@ -402,13 +402,21 @@ def _as_index(index: Any) -> Any:
 
 def where(condition: Operand, a: Operand, b: Operand) -> Tensor:
     """Elementwise `a` where `condition` holds, else `b` (broadcasting); gradients reach a and b."""
-    a = a if isinstance(a, Tensor) else (b._operand(a, "where") if isinstance(b, Tensor)
-                                         else Tensor(a))
-    b = a._operand(b, "where")
+    a, b = _pair("where", a, b)
     condition = condition if isinstance(condition, Tensor) else Tensor(condition)
     if condition.dtype != np.bool_:
         raise TypeError(f"where: the condition must be boolean, got dtype {condition.dtype}")
     return apply(ops.WHERE, condition, a, b)
+
+
+def _pair(op_name: str, a: Operand, b: Operand) -> tuple[Tensor, Tensor]:
+    """Two operands as Tensors; a Python number takes the other one's float dtype."""
+    if isinstance(a, Tensor):
+        return a, a._operand(b, op_name)
+    if isinstance(b, Tensor):
+        return b._operand(a, op_name), b
+    first = Tensor(a)
+    return first, first._operand(b, op_name)
 
 
 def tensor(data: ArrayLike, requires_grad: bool = False, dtype: DTypeLike | None = None,
