@@ -112,6 +112,21 @@ POW = primitive("pow", operator.pow, pow_da, pow_db,  # a ** b: NumPy squares a 
                 domain=Domain(positive=(0,), moderate=(1,)), symbol="**", **BROADCASTING)
 
 
+def maximum_da(g: Value, out: Value, a: Value, b: Value) -> Value:
+    """dA = G·([A > B] + ½[A = B])   (ties share the gradient, as max)"""
+    return g * ((a > b) + (a == b) * 0.5)
+
+
+def maximum_db(g: Value, out: Value, a: Value, b: Value) -> Value:
+    """dB = G·([B > A] + ½[A = B])"""
+    return g * ((b > a) + (a == b) * 0.5)
+
+
+MAXIMUM = primitive("maximum", np.maximum, maximum_da, maximum_db, analytic=False, smooth=False,
+                    kink=Kink("A = B", "shared equally, ½ each"), saves=(0, 1),
+                    functions=("maximum",), **BROADCASTING)
+
+
 # ---------------------------------------------------------------- matmul
 def _as_matrices(g: Value, a: Value, b: Value) -> tuple[Value, Value, Value]:
     """Promote 1-D operands as np.matmul does: a → row (1, n), b → column (n, 1); g to match."""

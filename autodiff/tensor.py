@@ -409,6 +409,12 @@ def where(condition: Operand, a: Operand, b: Operand) -> Tensor:
     return apply(ops.WHERE, condition, a, b)
 
 
+def maximum(a: Operand, b: Operand) -> Tensor:
+    """The larger of a and b, elementwise (broadcasting); where they tie, each gets half the
+    gradient (as max), where PyTorch sends it all to one."""
+    return apply(ops.MAXIMUM, *_pair("maximum", a, b))
+
+
 def _pair(op_name: str, a: Operand, b: Operand) -> tuple[Tensor, Tensor]:
     """Two operands as Tensors; a Python number takes the other one's float dtype."""
     if isinstance(a, Tensor):

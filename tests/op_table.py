@@ -179,7 +179,8 @@ def _index_add_reference(g, shape, index):
 
 @st.composite
 def apart_examples(draw) -> Example:
-    """Two arrays of one shape whose elements differ by at least 0.1 (no ties to compare)."""
+    """Two arrays of one shape whose elements differ by at least 0.1 (no ties to compare, or
+    where the gradient of maximum and minimum jumps)."""
     a = draw(arrays(shapes()))
     gaps = draw(arrays(a.shape, elements=floats(0.1, 2)))
     signs = draw(arrays(a.shape, elements=st.sampled_from([-1.0, 1.0])))
@@ -255,6 +256,7 @@ CASES = [
     OpCase("index_add", lambda g, shape, index: prim.index_add(g, shape, index),
            _index_add_reference, index_add_examples(), ("index_add", "index")),
     OpCase("where", lambda c, a, b: ad.where(c, a, b), np.where, where_examples(), ("where",)),
+    OpCase("maximum", ad.maximum, np.maximum, apart_examples(), ("maximum",)),
     OpCase("sign", lambda a: a.sign(), np.sign, unary(safe_floats("sign")), ("sign",),
            twice_differentiable=False),
     comparison("lt", lambda a, b: a < b, np.less),
