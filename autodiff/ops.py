@@ -122,9 +122,22 @@ def maximum_db(g: Value, out: Value, a: Value, b: Value) -> Value:
     return g * ((b > a) + (a == b) * 0.5)
 
 
+def minimum_da(g: Value, out: Value, a: Value, b: Value) -> Value:
+    """dA = G·([A < B] + ½[A = B])   (ties share the gradient, as min)"""
+    return g * ((a < b) + (a == b) * 0.5)
+
+
+def minimum_db(g: Value, out: Value, a: Value, b: Value) -> Value:
+    """dB = G·([B < A] + ½[A = B])"""
+    return g * ((b < a) + (a == b) * 0.5)
+
+
 MAXIMUM = primitive("maximum", np.maximum, maximum_da, maximum_db, analytic=False, smooth=False,
                     kink=Kink("A = B", "shared equally, ½ each"), saves=(0, 1),
                     functions=("maximum",), **BROADCASTING)
+MINIMUM = primitive("minimum", np.minimum, minimum_da, minimum_db, analytic=False, smooth=False,
+                    kink=Kink("A = B", "shared equally, ½ each"), saves=(0, 1),
+                    functions=("minimum",), **BROADCASTING)
 
 
 # ---------------------------------------------------------------- matmul

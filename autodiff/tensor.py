@@ -415,6 +415,11 @@ def maximum(a: Operand, b: Operand) -> Tensor:
     return apply(ops.MAXIMUM, *_pair("maximum", a, b))
 
 
+def minimum(a: Operand, b: Operand) -> Tensor:
+    """The smaller of a and b, elementwise (broadcasting); ties share the gradient (as min)."""
+    return apply(ops.MINIMUM, *_pair("minimum", a, b))
+
+
 def _pair(op_name: str, a: Operand, b: Operand) -> tuple[Tensor, Tensor]:
     """Two operands as Tensors; a Python number takes the other one's float dtype."""
     if isinstance(a, Tensor):

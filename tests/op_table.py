@@ -257,6 +257,7 @@ CASES = [
            _index_add_reference, index_add_examples(), ("index_add", "index")),
     OpCase("where", lambda c, a, b: ad.where(c, a, b), np.where, where_examples(), ("where",)),
     OpCase("maximum", ad.maximum, np.maximum, apart_examples(), ("maximum",)),
+    OpCase("minimum", ad.minimum, np.minimum, apart_examples(), ("minimum",)),
     OpCase("sign", lambda a: a.sign(), np.sign, unary(safe_floats("sign")), ("sign",),
            twice_differentiable=False),
     comparison("lt", lambda a, b: a < b, np.less),
