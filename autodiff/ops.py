@@ -291,16 +291,23 @@ def max_forward(x: np.ndarray, dim: tuple[int, ...] | None, keepdim: bool) -> np
     return x.max(axis=dim, keepdims=keepdim)
 
 
-def max_vjp(g: Value, out: Value, x: Value, dim: tuple[int, ...] | None, keepdim: bool) -> Value:
-    """dx = G at the maximum, shared equally between ties"""
+def min_forward(x: np.ndarray, dim: tuple[int, ...] | None, keepdim: bool) -> np.ndarray:
+    return x.min(axis=dim, keepdims=keepdim)
+
+
+def extremum_vjp(g: Value, out: Value, x: Value, dim: tuple[int, ...] | None,
+                 keepdim: bool) -> Value:
+    """dx = G at the maximum (minimum), shared equally between ties"""
     shape = keepdim_shape(x.shape, dim)
     is_max = x == out.reshape(shape)
     return g.reshape(shape) * is_max / prim.sum(is_max, dim, keepdim=True)
 
 
 SUM = primitive("sum", sum_forward, sum_vjp, saves=(), functions=("sum", "mean"))
-MAX = primitive("max", max_forward, max_vjp, analytic=False, smooth=False,
+MAX = primitive("max", max_forward, extremum_vjp, analytic=False, smooth=False,
                 kink=Kink("ties", "shared equally between the tied maxima (as torch.amax)"))
+MIN = primitive("min", min_forward, extremum_vjp, analytic=False, smooth=False,
+                kink=Kink("ties", "shared equally between the tied minima (as torch.amin)"))
 
 
 # ---------------------------------------------------------------- softmax

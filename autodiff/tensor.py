@@ -306,11 +306,18 @@ class Tensor:
 
     def max(self, dim: Dims = None, keepdim: bool = False) -> Tensor:
         """The largest values (values only, no indices)."""
-        dims = reduced_dims("max", self.shape, dim)
+        return self._extremum(ops.MAX, dim, keepdim)
+
+    def min(self, dim: Dims = None, keepdim: bool = False) -> Tensor:
+        """The smallest values (values only, no indices)."""
+        return self._extremum(ops.MIN, dim, keepdim)
+
+    def _extremum(self, op: ops.Op, dim: Dims, keepdim: bool) -> Tensor:
+        dims = reduced_dims(op.name, self.shape, dim)
         if any(self.shape[d] == 0 for d in (range(self.ndim) if dims is None else dims)):
-            raise ShapeError(f"max: cannot reduce over a dim of size 0 (shape {self.shape}, "
-                             f"dim {dim})")
-        return apply(ops.MAX, self, dim=dims, keepdim=keepdim)
+            raise ShapeError(f"{op.name}: cannot reduce over a dim of size 0 (shape "
+                             f"{self.shape}, dim {dim})")
+        return apply(op, self, dim=dims, keepdim=keepdim)
 
     def softmax(self, dim: int) -> Tensor:
         return apply(ops.SOFTMAX, self, dim=normalize_dim("softmax", self.shape, dim))
