@@ -414,11 +414,28 @@ def where_db(g: Value, out: Value, condition: Value, a: Value, b: Value) -> Valu
     return prim.where(condition, 0, g)
 
 
+def cat_forward(*xs: np.ndarray, dim: int) -> np.ndarray:
+    return np.concatenate(xs, axis=dim)
+
+
+def cat_vjp(g: Value, out: Value, *xs: Value, dim: int, which: int) -> Value:
+    """dx_k = the slice of G that x_k filled"""
+    start = sum(x.shape[dim] for x in xs[:which])
+    return g[(slice(None),) * dim + (slice(start, start + xs[which].shape[dim]),)]
+
+
+def explain_cat(shapes: list[tuple[int, ...]], params: Params) -> str:
+    listed = ", ".join(str(s) for s in shapes)
+    return f"cannot join shapes {listed} along dim {params['dim']}: all other dims must match"
+
+
 RESHAPE = primitive("reshape", reshape_forward, reshape_vjp, saves=(), explain=explain_reshape)
 PERMUTE = primitive("permute", permute_forward, permute_vjp, saves=())
 BROADCAST_TO = primitive("broadcast_to", broadcast_to_forward, broadcast_to_vjp, saves=(),
                          explain=explain_broadcast_to)
 INDEX = primitive("index", index_forward, index_vjp, saves=())
 INDEX_ADD = primitive("index_add", index_add_forward, index_add_vjp, saves=())
+CAT = primitive("cat", cat_forward, cat_vjp, variadic=True, saves=(), functions=("cat",),
+                explain=explain_cat)
 WHERE = primitive("where", where_forward, None, where_da, where_db, saves=(0,),
                   functions=("where",), **BROADCASTING)

@@ -427,6 +427,20 @@ def minimum(a: Operand, b: Operand) -> Tensor:
     return apply(ops.MINIMUM, *_pair("minimum", a, b))
 
 
+def cat(tensors: Sequence[Operand], dim: int = 0) -> Tensor:
+    """The tensors joined along an existing dim (as torch.cat); the other dims must match."""
+    parts = _tensor_list("cat", tensors)
+    return apply(ops.CAT, *parts, dim=normalize_dim("cat", parts[0].shape, dim))
+
+
+def _tensor_list(op_name: str, tensors: Sequence[Operand]) -> list[Tensor]:
+    """A non-empty list or tuple of tensors (arrays and numbers become tensors)."""
+    if not isinstance(tensors, (list, tuple)) or not tensors:
+        raise TypeError(f"{op_name}: expected a non-empty list or tuple of tensors, got "
+                        f"{tensors!r:.60}")
+    return [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
+
+
 def _pair(op_name: str, a: Operand, b: Operand) -> tuple[Tensor, Tensor]:
     """Two operands as Tensors; a Python number takes the other one's float dtype."""
     if isinstance(a, Tensor):

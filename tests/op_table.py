@@ -187,6 +187,16 @@ def apart_examples(draw) -> Example:
     return [a, a + gaps * signs], {}
 
 
+@st.composite
+def cat_examples(draw) -> Example:
+    """1 to 3 arrays whose shapes differ only along the joined dim."""
+    shape = draw(shapes(min_dims=1))
+    dim = draw(st.integers(-len(shape), len(shape) - 1))
+    sizes = draw(st.lists(st.integers(1, 3), min_size=1, max_size=3))
+    return [draw(arrays(shape[:dim % len(shape)] + (n,) + shape[dim % len(shape) + 1:]))
+            for n in sizes], {"dim": dim}
+
+
 def comparison(name, compare, reference) -> OpCase:
     return OpCase(name, compare, reference, apart_examples(), (), twice_differentiable=False,
                   recorded=False)
@@ -261,6 +271,8 @@ CASES = [
     OpCase("where", lambda c, a, b: ad.where(c, a, b), np.where, where_examples(), ("where",)),
     OpCase("maximum", ad.maximum, np.maximum, apart_examples(), ("maximum",)),
     OpCase("minimum", ad.minimum, np.minimum, apart_examples(), ("minimum",)),
+    OpCase("cat", lambda *xs, dim: ad.cat(xs, dim), lambda *xs, dim: np.concatenate(xs, dim),
+           cat_examples(), ("cat",)),
     OpCase("sign", lambda a: a.sign(), np.sign, unary(safe_floats("sign")), ("sign",),
            twice_differentiable=False),
     comparison("lt", lambda a, b: a < b, np.less),
