@@ -429,6 +429,20 @@ def explain_cat(shapes: list[tuple[int, ...]], params: Params) -> str:
     return f"cannot join shapes {listed} along dim {params['dim']}: all other dims must match"
 
 
+def stack_forward(*xs: np.ndarray, dim: int) -> np.ndarray:
+    return np.stack(xs, axis=dim)
+
+
+def stack_vjp(g: Value, out: Value, *xs: Value, dim: int, which: int) -> Value:
+    """dx_k = G at index k along the new dim"""
+    return g[(slice(None),) * dim + (which,)]
+
+
+def explain_stack(shapes: list[tuple[int, ...]], params: Params) -> str:
+    listed = ", ".join(str(s) for s in shapes)
+    return f"cannot stack shapes {listed}: they must all be the same"
+
+
 RESHAPE = primitive("reshape", reshape_forward, reshape_vjp, saves=(), explain=explain_reshape)
 PERMUTE = primitive("permute", permute_forward, permute_vjp, saves=())
 BROADCAST_TO = primitive("broadcast_to", broadcast_to_forward, broadcast_to_vjp, saves=(),
@@ -437,5 +451,7 @@ INDEX = primitive("index", index_forward, index_vjp, saves=())
 INDEX_ADD = primitive("index_add", index_add_forward, index_add_vjp, saves=())
 CAT = primitive("cat", cat_forward, cat_vjp, variadic=True, saves=(), functions=("cat",),
                 explain=explain_cat)
+STACK = primitive("stack", stack_forward, stack_vjp, variadic=True, saves=(),
+                  functions=("stack",), explain=explain_stack)
 WHERE = primitive("where", where_forward, None, where_da, where_db, saves=(0,),
                   functions=("where",), **BROADCASTING)

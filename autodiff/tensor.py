@@ -433,6 +433,12 @@ def cat(tensors: Sequence[Operand], dim: int = 0) -> Tensor:
     return apply(ops.CAT, *parts, dim=normalize_dim("cat", parts[0].shape, dim))
 
 
+def stack(tensors: Sequence[Operand], dim: int = 0) -> Tensor:
+    """The tensors, all of one shape, joined along a new dim (as torch.stack)."""
+    parts = _tensor_list("stack", tensors)
+    return apply(ops.STACK, *parts, dim=normalize_dim("stack", parts[0].shape + (1,), dim))
+
+
 def _tensor_list(op_name: str, tensors: Sequence[Operand]) -> list[Tensor]:
     """A non-empty list or tuple of tensors (arrays and numbers become tensors)."""
     if not isinstance(tensors, (list, tuple)) or not tensors:

@@ -197,6 +197,14 @@ def cat_examples(draw) -> Example:
             for n in sizes], {"dim": dim}
 
 
+@st.composite
+def stack_examples(draw) -> Example:
+    """1 to 3 arrays of one shape, and a dim in [-ndim - 1, ndim]."""
+    shape = draw(shapes())
+    xs = [draw(arrays(shape)) for _ in range(draw(st.integers(1, 3)))]
+    return xs, {"dim": draw(st.integers(-len(shape) - 1, len(shape)))}
+
+
 def comparison(name, compare, reference) -> OpCase:
     return OpCase(name, compare, reference, apart_examples(), (), twice_differentiable=False,
                   recorded=False)
@@ -273,6 +281,8 @@ CASES = [
     OpCase("minimum", ad.minimum, np.minimum, apart_examples(), ("minimum",)),
     OpCase("cat", lambda *xs, dim: ad.cat(xs, dim), lambda *xs, dim: np.concatenate(xs, dim),
            cat_examples(), ("cat",)),
+    OpCase("stack", lambda *xs, dim: ad.stack(xs, dim), lambda *xs, dim: np.stack(xs, dim),
+           stack_examples(), ("stack",)),
     OpCase("sign", lambda a: a.sign(), np.sign, unary(safe_floats("sign")), ("sign",),
            twice_differentiable=False),
     comparison("lt", lambda a, b: a < b, np.less),
