@@ -37,12 +37,28 @@ def test_relu_abs_and_clamp_declare_what_pytorch_does():
     assert OPS["clamp"].kink.gradient == 1.0
 
 
+TIED = [op for op in OPS.values() if op.kink is not None and op.kink.points is None]
+
+
+@pytest.mark.parametrize("op", TIED, ids=lambda op: op.name)
 @given(ties=st.integers(2, 5), others=st.integers(0, 4), upstream=floats(-3, 3))
-def test_max_shares_the_gradient_equally_between_ties(ties, others, upstream):
-    values = [5.0] * ties + [1.0] * others
-    x = ad.tensor(values, requires_grad=True)
-    x.max().backward(np.asarray(upstream))
-    np.testing.assert_allclose(x.grad.data, [upstream / ties] * ties + [0.0] * others)
+def test_ties_share_the_gradient_equally(op, ties, others, upstream):
+    """Every op the table declares with ties: reductions (max, min) split the gradient between
+    the tied extremes; elementwise ones (maximum, minimum) give half to each operand."""
+    if op.elementwise:
+        a, b = (ad.tensor([5.0] * ties, requires_grad=True) for _ in range(2))
+        apply(op, a, b).backward(np.full(ties, upstream))
+        for t in (a, b):
+            np.testing.assert_array_equal(t.grad.data, np.full(ties, upstream / 2))
+        return
+    for other in (1.0, 9.0):  # below the ties for max, above them for min
+        x = ad.tensor([5.0] * ties + [other] * others, requires_grad=True)
+        out = apply(op, x, dim=None, keepdim=False)
+        if out.item() == 5.0:
+            out.backward(np.asarray(upstream))
+            np.testing.assert_allclose(x.grad.data, [upstream / ties] * ties + [0.0] * others)
+            return
+    raise AssertionError(f"{op.name}: the tied value was never the result")
 
 
 def test_max_over_a_dim_shares_ties_per_row():
