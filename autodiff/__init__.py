@@ -9,9 +9,10 @@ from autodiff.functional import *  # noqa: F403 - autodiff.exp, .sum, ...: read 
 from autodiff.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from autodiff.graph import GraphFreedError, is_grad_enabled, no_grad
 from autodiff.tensor import Tensor, tensor
+from autodiff.transforms import hessian, hvp, jacobian, jvp, vjp
 
 __all__ = [
     "AnomalyError", "Context", "Function", "GradcheckError", "GraphFreedError", "ShapeError",
     "Tensor", "detect_anomaly", "grad", "gradcheck", "gradgradcheck", "is_grad_enabled",
-    "no_grad", "tensor", *functional.__all__,
+    "no_grad", "tensor", "jvp", "vjp", "jacobian", "hessian", "hvp", *functional.__all__,
 ]

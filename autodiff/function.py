@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from autodiff.errors import ShapeError, as_numeric_array
-from autodiff.graph import InPlace, check_versions, freed_error, set_modes
+from autodiff.forward import shaped_tangent
+from autodiff.graph import GradMode, InPlace, check_versions, freed_error, set_modes
 from autodiff.recording import record
 from autodiff.tensor import Tensor
 
@@ -59,10 +60,17 @@ class Function:
     def backward(ctx: Context, grad_output: Tensor) -> Any:
         raise NotImplementedError
 
+    @staticmethod
+    def jvp(ctx: Context, *tangents: Any) -> Any:
+        """Optional, for forward mode: the output's tangent, given one tangent per argument of
+        forward (zeros for a tensor without one, None for other arguments)."""
+        raise NotImplementedError
+
     @classmethod
     def apply(cls, *args: Any) -> Tensor:
         ctx = Context()
-        with set_modes(enabled=False):
+        table = GradMode.tangents
+        with set_modes(enabled=False, tangents=None):  # forward's own ops record nothing
             result = cls.forward(ctx, *args)
         if not isinstance(result, (Tensor, np.ndarray, np.generic, int, float)):
             raise TypeError(f"{cls.__name__}.forward returned {type(result).__name__}; it must "
@@ -72,7 +80,28 @@ class Function:
                                             getattr(result, "data", result)))
         slots = tuple(i for i, a in enumerate(args) if isinstance(a, Tensor))
         inputs = tuple(args[i] for i in slots)
-        return record(cls.__name__, inputs, out, FunctionNode, cls, ctx, args, slots)
+        record(cls.__name__, inputs, out, FunctionNode, cls, ctx, args, slots)
+        if table is not None:
+            _forward_mode(cls, ctx, args, out, table)
+        return out
+
+
+def _forward_mode(function: type[Function], ctx: Context, args: tuple[Any, ...], out: Tensor,
+                  table: dict[Any, Any]) -> None:
+    """Set out's tangent with the Function's own `jvp`, when an argument has a tangent."""
+    tangents = [table.get(a) if isinstance(a, Tensor) else None for a in args]
+    if all(t is None for t in tangents):
+        return
+    if function.jvp is Function.jvp:
+        raise TypeError(f"{function.__name__}: forward mode needs a static method jvp(ctx, "
+                        "*tangents) giving the output's tangent; this Function has none")
+    filled = [np.zeros(a.shape, a.dtype) if isinstance(a, Tensor) and t is None else t
+              for a, t in zip(args, tangents)]
+    with set_modes(enabled=GradMode.tangents_recorded, tangents=None):
+        result = function.jvp(ctx, *filled)
+    table[out] = shaped_tangent(result if GradMode.tangents_recorded
+                                else np.asarray(getattr(result, "data", result)), out,
+                                GradMode.tangents_recorded)
 
 
 class FunctionNode:

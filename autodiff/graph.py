@@ -28,6 +28,9 @@ class GradModes(threading.local):
         # objects told each tensor's complete gradient during backward (`autodiff.viz`
         # snapshots); the walker checks the list once per node, nothing is called when it is empty
         self.observers: list[Any] = []
+        # forward mode (autodiff.forward): each tensor's tangent while it runs, else None
+        self.tangents: dict[Any, Any] | None = None
+        self.tangents_recorded = False  # tangents are recorded Tensors (create_graph=True)
 
 
 GradMode = GradModes()
@@ -44,7 +47,7 @@ class set_modes(contextlib.ContextDecorator):
     restores is kept on a stack of the entering thread.
     """
 
-    def __init__(self, **flags: bool) -> None:
+    def __init__(self, **flags: Any) -> None:
         self.flags = flags
         self._saved = threading.local()
 

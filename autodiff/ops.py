@@ -91,8 +91,8 @@ def neg_vjp(g: Value, out: Value, x: Value) -> Value:
 def pow_da(g: Value, out: Value, a: Value, b: Value) -> Value:
     """dA = G·B·A^(B−1)   (0 where A = B = 0, as PyTorch: A⁰ = 1 is constant)"""
     exponent = b - 1
-    if (np.asarray(b) == 0).any():  # B·A^(B−1) is 0·∞ where A = 0 too: take A¹ there instead
-        exponent = exponent + ((np.asarray(a) == 0) & (np.asarray(b) == 0))
+    if np.count_nonzero(np.asarray(b)) < np.size(b):  # some B = 0: where A = 0 too, B·A^(B−1)
+        exponent = exponent + ((np.asarray(a) == 0) & (np.asarray(b) == 0))  # is 0·∞: take A¹
     return g * b * a ** exponent
 
 
@@ -166,6 +166,16 @@ def matmul_db(g: Value, out: Value, a: Value, b: Value) -> Value:
     return sum_to(a2.mT @ g2, b2.shape).reshape(b.shape)
 
 
+def matmul_ja(da: Value, out: Value, a: Value, b: Value) -> Value:
+    """d out = dA·B"""
+    return da @ b
+
+
+def matmul_jb(db: Value, out: Value, a: Value, b: Value) -> Value:
+    """d out = A·dB"""
+    return a @ db
+
+
 def explain_matmul(shapes: list[tuple[int, ...]], params: Params) -> str:
     a, b = shapes
     if not a or not b:
@@ -178,7 +188,8 @@ def explain_matmul(shapes: list[tuple[int, ...]], params: Params) -> str:
     return f"cannot broadcast the batch dimensions of {a} and {b}"
 
 
-MATMUL = primitive("matmul", np.matmul, matmul_da, matmul_db, saves=(0, 1), symbol="@",
+MATMUL = primitive("matmul", np.matmul, matmul_da, matmul_db, jvps=(matmul_ja, matmul_jb),
+                   saves=(0, 1), symbol="@",
                    functions=("matmul",), explain=explain_matmul)
 
 
@@ -287,6 +298,11 @@ def sum_vjp(g: Value, out: Value, x: Value, dim: tuple[int, ...] | None, keepdim
     return prim.broadcast_to(g.reshape(keepdim_shape(x.shape, dim)), x.shape)
 
 
+def sum_jvp(dx: Value, out: Value, x: Value, dim: tuple[int, ...] | None, keepdim: bool) -> Value:
+    """d out = Σ dx over the summed dims"""
+    return prim.sum(dx, dim, keepdim)
+
+
 def max_forward(x: np.ndarray, dim: tuple[int, ...] | None, keepdim: bool) -> np.ndarray:
     return x.max(axis=dim, keepdims=keepdim)
 
@@ -303,10 +319,20 @@ def extremum_vjp(g: Value, out: Value, x: Value, dim: tuple[int, ...] | None,
     return g.reshape(shape) * is_max / prim.sum(is_max, dim, keepdim=True)
 
 
-SUM = primitive("sum", sum_forward, sum_vjp, saves=(), functions=("sum", "mean"))
-MAX = primitive("max", max_forward, extremum_vjp, analytic=False, smooth=False,
+def extremum_jvp(dx: Value, out: Value, x: Value, dim: tuple[int, ...] | None,
+                 keepdim: bool) -> Value:
+    """d out = dx at the maximum (minimum), averaged over ties"""
+    is_extreme = x == out.reshape(keepdim_shape(x.shape, dim))
+    return prim.sum(dx * is_extreme, dim, keepdim) / prim.sum(is_extreme, dim, keepdim)
+
+
+SUM = primitive("sum", sum_forward, sum_vjp, jvps=(sum_jvp,), saves=(),
+                functions=("sum", "mean"))
+MAX = primitive("max", max_forward, extremum_vjp, jvps=(extremum_jvp,), analytic=False,
+                smooth=False,
                 kink=Kink("ties", "shared equally between the tied maxima (as torch.amax)"))
-MIN = primitive("min", min_forward, extremum_vjp, analytic=False, smooth=False,
+MIN = primitive("min", min_forward, extremum_vjp, jvps=(extremum_jvp,), analytic=False,
+                smooth=False,
                 kink=Kink("ties", "shared equally between the tied minima (as torch.amin)"))
 
 
@@ -331,10 +357,20 @@ def log_softmax_vjp(g: Value, out: Value, x: Value, dim: int) -> Value:
     return g - prim.exp(out) * prim.sum(g, (dim,), keepdim=True)
 
 
-SOFTMAX = primitive("softmax", softmax_forward, softmax_vjp, saves=("out",),
-                    functions=("softmax",))
-LOG_SOFTMAX = primitive("log_softmax", log_softmax_forward, log_softmax_vjp, saves=("out",),
-                        functions=("log_softmax",))
+def softmax_jvp(dx: Value, s: Value, x: Value, dim: int) -> Value:
+    """d s = s·(dx − Σ s·dx)   (J dx, the same symmetric Jacobian)"""
+    return s * (dx - prim.sum(s * dx, (dim,), keepdim=True))
+
+
+def log_softmax_jvp(dx: Value, out: Value, x: Value, dim: int) -> Value:
+    """d out = dx − Σ softmax(x)·dx"""
+    return dx - prim.sum(prim.exp(out) * dx, (dim,), keepdim=True)
+
+
+SOFTMAX = primitive("softmax", softmax_forward, softmax_vjp, jvps=(softmax_jvp,),
+                    saves=("out",), functions=("softmax",))
+LOG_SOFTMAX = primitive("log_softmax", log_softmax_forward, log_softmax_vjp,
+                        jvps=(log_softmax_jvp,), saves=("out",), functions=("log_softmax",))
 
 
 # ---------------------------------------------------------------- shape and indexing
@@ -345,6 +381,11 @@ def reshape_forward(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 def reshape_vjp(g: Value, out: Value, x: Value, shape: tuple[int, ...]) -> Value:
     """dx = G reshaped back"""
     return g.reshape(x.shape)
+
+
+def reshape_jvp(dx: Value, out: Value, x: Value, shape: tuple[int, ...]) -> Value:
+    """d out = dx reshaped"""
+    return dx.reshape(shape)
 
 
 def explain_reshape(shapes: list[tuple[int, ...]], params: Params) -> str:
@@ -362,13 +403,25 @@ def permute_vjp(g: Value, out: Value, x: Value, dims: tuple[int, ...]) -> Value:
     return prim.permute(g, tuple(int(i) for i in np.argsort(dims)))
 
 
+def permute_jvp(dx: Value, out: Value, x: Value, dims: tuple[int, ...]) -> Value:
+    """d out = dx permuted"""
+    return prim.permute(dx, dims)
+
+
 def broadcast_to_forward(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    return np.broadcast_to(x, shape)
+    out = np.empty(shape, dtype=x.dtype)  # a real array, not np.broadcast_to's read-only view:
+    out[...] = x  # faster to make and to compute with, and backward may add into it
+    return out
 
 
 def broadcast_to_vjp(g: Value, out: Value, x: Value, shape: tuple[int, ...]) -> Value:
     """dx = G summed over the broadcast dims (the walker sums it to x's shape)"""
     return g
+
+
+def broadcast_to_jvp(dx: Value, out: Value, x: Value, shape: tuple[int, ...]) -> Value:
+    """d out = dx broadcast"""
+    return prim.broadcast_to(dx, shape)
 
 
 def explain_broadcast_to(shapes: list[tuple[int, ...]], params: Params) -> str:
@@ -382,6 +435,11 @@ def index_forward(x: np.ndarray, index: Index) -> np.ndarray:
 def index_vjp(g: Value, out: Value, x: Value, index: Index) -> Value:
     """dx = zeros with G added at the index (repeats accumulate)"""
     return prim.index_add(g, x.shape, index)
+
+
+def index_jvp(dx: Value, out: Value, x: Value, index: Index) -> Value:
+    """d out = dx[index]"""
+    return dx[index]
 
 
 def index_add_forward(g: np.ndarray, shape: tuple[int, ...], index: Index) -> np.ndarray:
@@ -398,6 +456,11 @@ def index_add_forward(g: np.ndarray, shape: tuple[int, ...], index: Index) -> np
 def index_add_vjp(g: Value, out: Value, x: Value, shape: tuple[int, ...], index: Index) -> Value:
     """dx = G[index]"""
     return g[index]
+
+
+def index_add_jvp(dg: Value, out: Value, g: Value, shape: tuple[int, ...], index: Index) -> Value:
+    """d out = zeros with dg added at the index"""
+    return prim.index_add(dg, shape, index)
 
 
 def where_forward(condition: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -424,6 +487,13 @@ def cat_vjp(g: Value, out: Value, *xs: Value, dim: int, which: int) -> Value:
     return g[(slice(None),) * dim + (slice(start, start + xs[which].shape[dim]),)]
 
 
+def cat_jvp(dx: Value, out: Value, *xs: Value, dim: int, which: int) -> Value:
+    """d out = dx_k in x_k's slice, zeros elsewhere"""
+    start = sum(x.shape[dim] for x in xs[:which])
+    place = (slice(None),) * dim + (slice(start, start + xs[which].shape[dim]),)
+    return prim.index_add(dx, out.shape, place)
+
+
 def explain_cat(shapes: list[tuple[int, ...]], params: Params) -> str:
     listed = ", ".join(str(s) for s in shapes)
     return f"cannot join shapes {listed} along dim {params['dim']}: all other dims must match"
@@ -438,20 +508,28 @@ def stack_vjp(g: Value, out: Value, *xs: Value, dim: int, which: int) -> Value:
     return g[(slice(None),) * dim + (which,)]
 
 
+def stack_jvp(dx: Value, out: Value, *xs: Value, dim: int, which: int) -> Value:
+    """d out = dx_k at index k along the new dim, zeros elsewhere"""
+    return prim.index_add(dx, out.shape, (slice(None),) * dim + (which,))
+
+
 def explain_stack(shapes: list[tuple[int, ...]], params: Params) -> str:
     listed = ", ".join(str(s) for s in shapes)
     return f"cannot stack shapes {listed}: they must all be the same"
 
 
-RESHAPE = primitive("reshape", reshape_forward, reshape_vjp, saves=(), explain=explain_reshape)
-PERMUTE = primitive("permute", permute_forward, permute_vjp, saves=())
-BROADCAST_TO = primitive("broadcast_to", broadcast_to_forward, broadcast_to_vjp, saves=(),
-                         explain=explain_broadcast_to)
-INDEX = primitive("index", index_forward, index_vjp, saves=())
-INDEX_ADD = primitive("index_add", index_add_forward, index_add_vjp, saves=())
-CAT = primitive("cat", cat_forward, cat_vjp, variadic=True, saves=(), functions=("cat",),
+RESHAPE = primitive("reshape", reshape_forward, reshape_vjp, jvps=(reshape_jvp,), saves=(),
+                    explain=explain_reshape)
+PERMUTE = primitive("permute", permute_forward, permute_vjp, jvps=(permute_jvp,), saves=())
+BROADCAST_TO = primitive("broadcast_to", broadcast_to_forward, broadcast_to_vjp,
+                         jvps=(broadcast_to_jvp,), saves=(), explain=explain_broadcast_to)
+INDEX = primitive("index", index_forward, index_vjp, jvps=(index_jvp,), saves=())
+INDEX_ADD = primitive("index_add", index_add_forward, index_add_vjp, jvps=(index_add_jvp,),
+                      saves=())
+CAT = primitive("cat", cat_forward, cat_vjp, jvps=(cat_jvp,), variadic=True, saves=(),
+                functions=("cat",),
                 explain=explain_cat)
-STACK = primitive("stack", stack_forward, stack_vjp, variadic=True, saves=(),
+STACK = primitive("stack", stack_forward, stack_vjp, jvps=(stack_jvp,), variadic=True, saves=(),
                   functions=("stack",), explain=explain_stack)
 WHERE = primitive("where", where_forward, None, where_da, where_db, saves=(0,),
                   functions=("where",), **BROADCASTING)

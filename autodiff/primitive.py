@@ -64,6 +64,9 @@ class Op:
     name: str
     forward: Callable[..., np.ndarray]  # (*arrays, **params) -> array
     vjps: tuple[Callable[..., Value] | None, ...]  # one rule per input; None: no gradient there
+    # one JVP rule per input: rule(dx, out, *inputs, **params) is how a tangent dx on that input
+    # moves the output (the contributions are added and broadcast to the output's shape)
+    jvps: tuple[Callable[..., Value] | None, ...] = ()
     kink: Kink | None = None
     domain: Domain = field(default_factory=Domain)
     analytic: bool = True  # holomorphic in its inputs: the complex step may differentiate it
@@ -156,7 +159,13 @@ prim = Dispatch()
 
 def primitive(name: str, forward: Callable[..., np.ndarray], *vjps: Callable[..., Value] | None,
               **facts: Any) -> Op:
-    """Register a primitive: its forward, one VJP rule per input, and what is known about it."""
+    """Register a primitive: its forward, one VJP rule per input, and what is known about it.
+
+    An elementwise op's Jacobian is diagonal, so its JVP rules are its VJP rules (the tangent in
+    place of the upstream gradient) unless it gives its own ``jvps=``.
+    """
+    if "jvps" not in facts and facts.get("elementwise"):
+        facts["jvps"] = vjps
     op = Op(name, forward, vjps, **facts)
     OPS[name] = op
     return op

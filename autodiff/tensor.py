@@ -22,7 +22,8 @@ from autodiff.errors import (
     normalize_dims,
     reduced_dims,
 )
-from autodiff.graph import InPlace, Node
+from autodiff.forward import propagate
+from autodiff.graph import GradMode, InPlace, Node
 from autodiff.primitive import Dispatch
 from autodiff.recording import record
 
@@ -36,7 +37,10 @@ def apply(op: ops.Op, *inputs: Tensor, **params: Any) -> Tensor:
         data = op.forward(*[t.data for t in inputs], **params)
     except (ValueError, IndexError, TypeError) as error:
         raise explain(op, inputs, params, error) from None
-    return record(op.name, inputs, Tensor._wrap(data), Node, op, inputs, params)
+    out = record(op.name, inputs, Tensor._wrap(data), Node, op, inputs, params)
+    if GradMode.tangents is not None:  # forward mode: the tangent rides along
+        propagate(op, inputs, params, out)
+    return out
 
 
 class Tensor:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from autodiff.forward import forward_mode, tangent_of
 from autodiff.gradcheck import (
     Mismatch,
     analytical_vjp,
@@ -44,6 +45,8 @@ def assert_grad_close(fn: Callable[..., Tensor | Sequence[Tensor]],
     - ``oracle="central"``: central finite differences, two evaluations per element;
     - ``oracle="complex"``: complex step, Im f(x + ih)/h, exact to rounding, for functions made
       of the ops the op table declares analytic (`ANALYTIC`); others are refused;
+    - ``oracle="forward"``: forward mode, one JVP per input element (its JVP rules, not the VJP
+      rules under test), exact to rounding: ``(Jᵀu)_k = <u, J e_k>``;
     - ``reference=f``: a user's gradient function, ``f(*arrays, upstream) -> one gradient per
       input that requires grad`` (upstream: the list of u, one per output).
 
@@ -79,7 +82,29 @@ def _oracle(fn: Callable[..., Any], inputs: list[Any], upstream: list[np.ndarray
         return "complex step", complex_step_vjp(fn, inputs, upstream)
     if oracle == "central":
         return "finite differences", numerical_vjp(fn, as_float64(inputs), upstream, eps)
-    raise ValueError(f"assert_grad_close: oracle must be 'central' or 'complex', got {oracle!r}")
+    if oracle == "forward":
+        return "forward mode", forward_mode_vjp(fn, as_float64(inputs), upstream)
+    raise ValueError(f"assert_grad_close: oracle must be 'central', 'complex' or 'forward', "
+                     f"got {oracle!r}")
+
+
+def forward_mode_vjp(fn: Callable[..., Any], inputs: list[Any],
+                     upstream: list[np.ndarray]) -> Oracle:
+    """Jᵀu by forward mode: for each input element k, the tangent e_k gives J e_k in one pass,
+    and (Jᵀu)_k = <u, J e_k>. An oracle independent of the VJP rules."""
+    result = {}
+    with set_modes(enabled=False):
+        for i in grad_input_indices(inputs):
+            gradient = np.zeros(inputs[i].shape)
+            for index in np.ndindex(inputs[i].shape):
+                direction = np.zeros(inputs[i].shape)
+                direction[index] = 1
+                with forward_mode({inputs[i]: direction}) as table:
+                    outputs = outputs_of(fn(*inputs))
+                    gradient[index] = sum(float(np.vdot(u, tangent_of(table, o)))
+                                          for u, o in zip(upstream, outputs))
+            result[i] = gradient
+    return result
 
 
 def complex_step_vjp(fn: Callable[..., Any], inputs: list[Any], upstream: list[np.ndarray],
