@@ -17,6 +17,7 @@ import numpy as np
 
 import autodiff as ad
 from autodiff import viz
+from autodiff.forward import forward_mode
 from models import MLP, squared_error
 
 VIEWS = {
@@ -24,16 +25,22 @@ VIEWS = {
     "backward": "After backward: each tensor's gradient, coloured by its norm.",
     "rules": "Each op with its gradient rule, from the op table.",
     "modules": "The same network built with models.MLP (with biases): each layer in a cluster.",
+    "forward_mode": "A forward-mode pass: each tensor's tangent beside its value, for a random "
+                    "direction of w1 (forward mode carries it from the inputs to the loss, "
+                    "where the backward view carries gradients the other way).",
 }
 
 
-def notebook_graph(seed: int = 0, rows: int = 4):
-    """The notebook's loss on a few digits-like rows, and its weights by name."""
+def notebook_graph(seed: int = 0, params: dict | None = None, rows: int = 4):
+    """The notebook's loss on a few digits-like rows, and its weights by name (new ones, or
+    `params` again)."""
     rng = np.random.default_rng(seed)
     x = ad.tensor(rng.integers(0, 17, (rows, 64)).astype(float), name="x (pixels)")
     y = ad.tensor(np.eye(10)[rng.integers(0, 10, rows)], name="y (one-hot)")
     w1 = ad.tensor(rng.standard_normal((64, 50)) * 0.1, requires_grad=True)
     w2 = ad.tensor(rng.standard_normal((50, 10)) * 0.1, requires_grad=True)
+    if params is not None:
+        w1, w2 = params["w1"], params["w2"]
     loss = squared_error((x @ w1).relu() @ w2, y)
     loss.name = "loss"
     return loss, {"w1": w1, "w2": w2}
@@ -52,12 +59,22 @@ def render_all(out: Path, seed: int = 0) -> dict[str, Path]:
     x = ad.tensor(np.random.default_rng(seed).random((4, 64)), name="x")
     paths["modules"] = _both(out / "modules", model(x).softmax(dim=1),
                              params=dict(model.named_parameters()))
+    paths["forward_mode"] = _forward_mode_view(out / "forward_mode", seed)
     fresh_loss, fresh_params = notebook_graph(seed)  # the graph above was freed by backward
     steps = [svg_markup(step.pipe(format="svg").decode())
              for step in viz.backward_steps(fresh_loss, params=fresh_params)]
     paths["steps"] = out / "steps.html"
     paths["steps"].write_text(_steps_page(steps), encoding="utf-8")
     return paths
+
+
+def _forward_mode_view(stem: Path, seed: int) -> Path:
+    """The notebook's graph run again inside forward mode, w1 given a random tangent."""
+    _, params = notebook_graph(seed)
+    direction = np.random.default_rng(seed + 1).standard_normal(params["w1"].shape)
+    with forward_mode({params["w1"]: direction}) as tangents:
+        loss, params = notebook_graph(seed, params)
+    return _both(stem, loss, params=params, show_values=True, tangents=tangents)
 
 
 def _both(stem: Path, *roots, **kwargs) -> Path:

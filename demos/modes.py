@@ -109,7 +109,7 @@ def figure(by_n: dict, by_m: dict, notebook: dict, path: Path) -> Path:
     ax.bar(["1 backward pass", f"{notebook['weights']:,} forward passes"], bars,
            color=["#2ca02c", "#d62728"])
     ax.set_yscale("log")
-    ax.set(ylabel="seconds", title="the notebook loss's gradient (3,700 weights → 1 number)")
+    ax.set(ylabel="seconds", title="notebook loss: 3,700 weights → 1 number")
     for i, value in enumerate(bars):
         ax.text(i, value, f"{value:.3g} s", ha="center", va="bottom")
     fig.tight_layout()

@@ -21,7 +21,7 @@ from typing import TypeVar
 import numpy as np
 
 from autodiff.viz import INSTALL_DOT
-from demos import figures
+from demos import figures, modes
 from demos.embeddings import six_embeddings
 from demos.gradient_gap import gradient_gap
 from demos.graph import render_all, section_html
@@ -150,6 +150,8 @@ def _figures(timed: Timer, data: Digits, batches: list[np.ndarray],
         timed.timings[f"embedding: {title}"] = seconds
     pngs["embeddings"] = timed("figure: embeddings", lambda: figures.embeddings(
         points, point_labels, out / "embeddings.png"))
+    modes_results = timed("forward against reverse mode", lambda: modes.run(out, args.quick))
+    pngs["modes"] = Path(modes_results["figure"])
     return pngs
 
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 pytestmark = pytest.mark.skipif(shutil.which("dot") is None and not os.environ.get("CI"),
                                 reason="Graphviz's dot is not installed (make test installs it)")
-VIEWS = ["forward", "backward", "rules", "modules"]
+VIEWS = ["forward", "backward", "rules", "modules", "forward_mode"]
 
 
 def test_every_view_is_written(tmp_path):
@@ -24,3 +24,9 @@ def test_every_view_is_written(tmp_path):
     assert steps >= 8 and page.count("<svg") == steps
     assert f'max="{steps}"' in page
     assert ">w1</text>" in page and ">w2</text>" in page  # the weights are named in every step
+
+
+def test_the_forward_mode_view_shows_tangents_beside_values(tmp_path):
+    run_demo("graph", "--out", str(tmp_path))
+    svg = (tmp_path / "forward_mode.svg").read_text()
+    assert svg.count("tangent: ") >= 7  # w1, every tensor computed from it, and the loss

@@ -9,7 +9,7 @@ from demo_runs import run_demo
 from PIL import Image
 
 FIGURES = ["digits", "batch", "loss_by_batch", "loss_compare", "weights", "pixel_pca",
-           "embeddings"]
+           "embeddings", "modes"]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_index_html_links_and_embeds_every_figure(quick_run):
     assert len(re.findall(r'src="data:image/png;base64,', page)) == len(FIGURES)
     assert "test accuracy" in page and "Where the time went" in page and 'id="graph"' in page
     if shutil.which("dot"):  # the four views of demos.graph inline, the steps page linked
-        assert page.count("<svg") >= 4 and 'href="graph/steps.html"' in page
+        assert page.count("<svg") >= 5 and 'href="graph/steps.html"' in page
 
 
 def test_results_report_every_training_path(quick_run):

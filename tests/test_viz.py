@@ -198,3 +198,14 @@ def test_collapse_folds_the_repeated_layers_of_a_deep_mlp_once():
     folded = re.findall(r"\[matmul → add → relu\] ×(\d+)", source)
     assert folded == ["11"]  # each layer's ops are folded into one node, once
     assert source.count("label=permute") == 12  # each weight's transpose still feeds it
+
+
+def test_a_forward_mode_pass_shows_each_tangent_beside_its_value():
+    from autodiff.forward import forward_mode
+
+    x = ad.tensor([1.0, 2.0], requires_grad=True, name="x")
+    with forward_mode({x: np.array([1.0, 0.0])}) as tangents:
+        y = (x * x).sum()
+    source = viz.to_dot(y, tangents=tangents, show_values=True).source
+    assert "tangent: [1., 0.]" in source and "tangent: [2., 0.]" in source  # x, then x·x
+    assert "tangent: 2." in source  # d(x₀² + x₁²) along (1, 0) at (1, 2)

@@ -42,7 +42,8 @@ STYLE = {
 
 def to_dot(*roots: Tensor | Snapshot, params: dict[str, Tensor] | None = None,
            show_values: bool = False, show_grads: bool = False, show_rules: bool = False,
-           rankdir: str = "TB", collapse: bool = False) -> graphviz.Digraph:
+           rankdir: str = "TB", collapse: bool = False,
+           tangents: dict[Tensor, Any] | None = None) -> graphviz.Digraph:
     """The graph behind `roots` (Tensors, or a `snapshot`) as a graphviz Digraph.
 
     One node per op and per tensor, edges in the direction data flows. Inputs (dashed),
@@ -51,11 +52,12 @@ def to_dot(*roots: Tensor | Snapshot, params: dict[str, Tensor] | None = None,
     gradient's summary and norm and colours tensors by it; `show_rules` writes each op's
     gradient rule; `collapse` folds each stretch of a chain that repeats a pattern of up to
     8 ops (``tanh``, or ``matmul → add → relu``) into a single node. When `params`
-    come from ``Module.named_parameters()``, each module's ops sit in a cluster.
+    come from ``Module.named_parameters()``, each module's ops sit in a cluster. `tangents`
+    (the table of a forward-mode pass) writes each tensor's tangent beside its value.
     """
     _require_graphviz()
     snap = roots[0] if len(roots) == 1 and isinstance(roots[0], Snapshot) else \
-        snapshot(*[r for r in roots if isinstance(r, Tensor)], params=params)
+        snapshot(*[r for r in roots if isinstance(r, Tensor)], params=params, tangents=tangents)
     return build(snap, show_values=show_values, show_grads=show_grads, show_rules=show_rules,
                  rankdir=rankdir, collapse=collapse)
 
@@ -188,6 +190,8 @@ def _tensor_label(info: TensorInfo, show_values: bool, show_grads: bool) -> str:
         g = info.grad
         lines.append("grad: not computed" if g is None else
                      f"grad ‖g‖ {np.linalg.norm(g):.3g}: " + _summary(g).replace("\n", " "))
+    if info.tangent is not None:
+        lines.append("tangent: " + _escape(_summary(info.tangent)).replace("\\n", " "))
     return "\\n".join(lines)
 
 

@@ -25,6 +25,7 @@ class TensorInfo:
     is_param: bool
     is_root: bool
     grad: np.ndarray | None = None  # .grad when the snapshot was taken, or what backward sent
+    tangent: np.ndarray | None = None  # its tangent in a forward-mode pass (`tangents=`)
 
     @property
     def is_leaf(self) -> bool:
@@ -65,9 +66,11 @@ class Snapshot:
         GradMode.observers.remove(self)
 
 
-def snapshot(*roots: Tensor, params: dict[str, Tensor] | None = None) -> Snapshot:
-    """Record the graph behind `roots`. Use as a context manager around ``backward()`` to keep
-    every intermediate gradient too::
+def snapshot(*roots: Tensor, params: dict[str, Tensor] | None = None,
+             tangents: dict[Tensor, Any] | None = None) -> Snapshot:
+    """Record the graph behind `roots`, with each tensor's tangent from `tangents` (the table a
+    `autodiff.forward.forward_mode` block yields). Use as a context manager around
+    ``backward()`` to keep every intermediate gradient too::
 
         with viz.snapshot(loss, params=dict(model.named_parameters())) as snap:
             loss.backward()
@@ -81,7 +84,8 @@ def snapshot(*roots: Tensor, params: dict[str, Tensor] | None = None) -> Snapsho
         snap._by_id[id(t)] = len(snap.tensors)
         snap.tensors.append(TensorInfo(len(snap.tensors), t, t.name or names.get(id(t)),
                                        id(t) in names, id(t) in root_ids,
-                                       None if t.grad is None else t.grad.data.copy()))
+                                       None if t.grad is None else t.grad.data.copy(),
+                                       _tangent(tangents, t)))
         return snap._by_id[id(t)]
 
     try:
@@ -96,3 +100,8 @@ def snapshot(*roots: Tensor, params: dict[str, Tensor] | None = None) -> Snapsho
             snap.ops.append(OpInfo(len(snap.ops), node.name, node.formulas(),
                                    [snap._by_id[id(i)] for i in node.inputs], index))
     return snap
+
+
+def _tangent(tangents: dict[Tensor, Any] | None, t: Tensor) -> np.ndarray | None:
+    found = None if tangents is None else tangents.get(t)
+    return None if found is None else np.array(getattr(found, "data", found))
