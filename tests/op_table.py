@@ -39,6 +39,7 @@ class OpCase:
     covers: tuple[str, ...]  # the primitives of autodiff.ops it exercises
     twice_differentiable: bool = True
     recorded: bool = True  # False for comparisons: their result never requires grad
+    eps: float = 1e-6  # the finite-difference step (larger where the op rounds, as float32 does)
 
     def __repr__(self) -> str:
         return self.name

@@ -39,7 +39,8 @@ def test_forward_matches_numpy_and_gradient_matches_finite_differences(case, dat
     assert out.dtype == expected.dtype
     np.testing.assert_allclose(out.data, expected, rtol=1e-12, atol=1e-12)
     seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
-    ad.gradcheck(lambda *ts: case.fn(*ts, **params), _tensors(arrays), fast_mode=True, seed=seed)
+    ad.gradcheck(lambda *ts: case.fn(*ts, **params), _tensors(arrays), fast_mode=True, seed=seed,
+                 eps=case.eps)
 
 
 @pytest.mark.parametrize("case", CASES, ids=repr)
@@ -47,7 +48,7 @@ def test_forward_matches_numpy_and_gradient_matches_finite_differences(case, dat
 @given(data=st.data())
 def test_gradient_matches_finite_differences_elementwise(case, data):
     arrays, params = _draw(case, data)
-    ad.gradcheck(lambda *ts: case.fn(*ts, **params), _tensors(arrays))
+    ad.gradcheck(lambda *ts: case.fn(*ts, **params), _tensors(arrays), eps=case.eps)
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.twice_differentiable], ids=repr)
@@ -56,7 +57,8 @@ def test_gradient_matches_finite_differences_elementwise(case, data):
 def test_second_derivative_matches_finite_differences(case, data):
     arrays, params = _draw(case, data)
     seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
-    ad.gradgradcheck(lambda *ts: case.fn(*ts, **params), _tensors(arrays), fast_mode=True,
+    ad.gradgradcheck(lambda *ts: case.fn(*ts, **params), _tensors(arrays), eps=case.eps,
+                     fast_mode=True,
                      seed=seed)
 
 
