@@ -260,6 +260,20 @@ def cos_vjp(g: Value, out: Value, x: Value) -> Value:
     return -g * prim.sin(x)
 
 
+def to_forward(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    return x.astype(dtype)
+
+
+def to_vjp(g: Value, out: Value, x: Value, dtype: np.dtype) -> Value:
+    """dx = G, back in x's dtype"""
+    return prim.to(g, x.dtype)
+
+
+def to_jvp(dx: Value, out: Value, x: Value, dtype: np.dtype) -> Value:
+    """d out = dx, in the new dtype"""
+    return prim.to(dx, dtype)
+
+
 UNARY = dict(elementwise=True)
 EXP = primitive("exp", np.exp, exp_vjp, domain=Domain(moderate=(0,)), saves=("out",),
                 functions=("exp",), **UNARY)
@@ -280,6 +294,8 @@ SIGMOID = primitive("sigmoid", sigmoid_forward, sigmoid_vjp, analytic=False, sav
                     functions=("sigmoid",), **UNARY)  # logaddexp has no complex form
 TANH = primitive("tanh", np.tanh, tanh_vjp, saves=("out",), functions=("tanh",), **UNARY)
 SIN = primitive("sin", np.sin, sin_vjp, saves=(0,), functions=("sin",), **UNARY)
+TO = primitive("to", to_forward, to_vjp, jvps=(to_jvp,), saves=(), analytic=False,
+               **UNARY)  # analytic=False: a cast to a real dtype drops the complex step
 COS = primitive("cos", np.cos, cos_vjp, saves=(0,), functions=("cos",), **UNARY)
 
 

@@ -288,6 +288,27 @@ class Tensor:
     def cos(self) -> Tensor:
         return apply(ops.COS, self)
 
+    def to(self, dtype: DTypeLike) -> Tensor:
+        """This tensor in another dtype (as ``.to(dtype)`` in PyTorch): itself if it has that
+        dtype already; its gradient flows back in its own dtype. To an integer or bool dtype it is
+        a constant (no gradient), as in PyTorch."""
+        target = np.dtype(dtype)
+        if target == self.dtype:
+            return self
+        if target.kind not in "biuf":
+            raise TypeError(f"to: expected a bool, integer or floating dtype, got {target}")
+        if target.kind != "f":
+            return Tensor._wrap(self.data.astype(target))
+        return apply(ops.TO, self, dtype=target)
+
+    def type(self, dtype: DTypeLike | None = None) -> Tensor | str:
+        """``.to(dtype)``; with no dtype, the name of this tensor's dtype (as PyTorch's)."""
+        return str(self.dtype) if dtype is None else self.to(dtype)
+
+    def double(self) -> Tensor:
+        """This tensor in float64 (``.to(autodiff.float64)``)."""
+        return self.to(np.float64)
+
     def clamp(self, min: float | None = None, max: float | None = None) -> Tensor:
         """Limit each element to [min, max]; at least one bound is needed."""
         if min is None and max is None:
@@ -385,6 +406,9 @@ class Tensor:
     def __getitem__(self, index: Any) -> Tensor:
         return apply(ops.INDEX, self, index=_as_index(index))
 
+    def float(self) -> Tensor:  # last in the class: the name would hide the builtin above
+        """This tensor in float32 (``.to(autodiff.float32)``, as PyTorch's ``.float()``)."""
+        return self.to(np.float32)
 
 
 def _unpack(sizes: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -39,7 +39,17 @@ class OpCase:
     covers: tuple[str, ...]  # the primitives of autodiff.ops it exercises
     twice_differentiable: bool = True
     recorded: bool = True  # False for comparisons: their result never requires grad
-    eps: float = 1e-6  # the finite-difference step (larger where the op rounds, as float32 does)
+    rounds: bool = False  # it rounds to float32 on the way: checks at float32's precision
+
+    @property
+    def eps(self) -> float:
+        """The finite-difference step: larger than float32's rounding where the op rounds."""
+        return 1e-2 if self.rounds else 1e-6
+
+    @property
+    def exact(self) -> float:
+        """The relative tolerance of identities that hold exactly up to rounding."""
+        return 1e-6 if self.rounds else 1e-9
 
     def __repr__(self) -> str:
         return self.name
@@ -241,6 +251,8 @@ CASES = [
     OpCase("sigmoid", lambda a: a.sigmoid(), _sigmoid_reference, unary(), ("sigmoid",)),
     OpCase("tanh", lambda a: a.tanh(), np.tanh, unary(), ("tanh",)),
     OpCase("sin", lambda a: a.sin(), np.sin, unary(), ("sin",)),
+    OpCase("to", lambda a: a.to(np.float32).to(a.dtype),
+           lambda a: a.astype(np.float32).astype(np.float64), unary(), ("to",), rounds=True),
     OpCase("cos", lambda a: a.cos(), np.cos, unary(), ("cos",)),
     OpCase("sum", lambda a, dim, keepdim: a.sum(dim, keepdim), _sum_reference, reduction(),
            ("sum",)),

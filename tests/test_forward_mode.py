@@ -53,7 +53,7 @@ def test_the_adjoint_identity_holds_for_every_rule_pair(case, data):
     _, vjps = ad.vjp(fn, xs, u)
     left = float(np.vdot(u.data, jv.data))
     right = sum(float(np.vdot(g.data, v.data)) for g, v in zip(vjps, vs))
-    assert left == pytest.approx(right, rel=1e-9, abs=1e-9)
+    assert left == pytest.approx(right, rel=case.exact, abs=case.exact)
 
 
 @pytest.mark.parametrize("case", DIFFERENTIABLE, ids=repr)
