@@ -3,6 +3,22 @@
 from autodiff import functional
 from autodiff.anomaly import AnomalyError, detect_anomaly
 from autodiff.backward import grad
+from autodiff.creation import (
+    arange,
+    bool_,
+    float32,
+    float64,
+    from_numpy,
+    int32,
+    int64,
+    manual_seed,
+    ones,
+    ones_like,
+    rand,
+    randn,
+    zeros,
+    zeros_like,
+)
 from autodiff.errors import ShapeError
 from autodiff.function import Context, Function
 from autodiff.functional import *  # noqa: F403 - autodiff.exp, .sum, ...: read from the op table
@@ -14,5 +30,7 @@ from autodiff.transforms import hessian, hvp, jacobian, jvp, vjp
 __all__ = [
     "AnomalyError", "Context", "Function", "GradcheckError", "GraphFreedError", "ShapeError",
     "Tensor", "detect_anomaly", "grad", "gradcheck", "gradgradcheck", "is_grad_enabled",
-    "no_grad", "tensor", "jvp", "vjp", "jacobian", "hessian", "hvp", *functional.__all__,
+    "no_grad", "tensor", "jvp", "vjp", "jacobian", "hessian", "hvp", "arange", "bool_",
+    "float32", "float64", "from_numpy", "int32", "int64", "manual_seed", "ones", "ones_like",
+    "rand", "randn", "zeros", "zeros_like", *functional.__all__,
 ]

@@ -37,6 +37,23 @@ class Linear(Module):
         return y + self.bias if self.bias is not None else y
 
 
+class ReLU(Module):
+    """max(x, 0), as a module (as torch.nn.ReLU)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.relu()
+
+
+class Softmax(Module):
+    """softmax over `dim`, as a module (as torch.nn.Softmax(dim))."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.softmax(self.dim)
+
+
 class MLP(Module):
     """Linear layers of the given sizes, with `activation` between them (not after the last).
 

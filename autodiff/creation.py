@@ -1,0 +1,97 @@
+"""Making tensors as PyTorch does: ``randn``, ``zeros``, ``arange``, ``from_numpy``, ... and the
+dtype names ``autodiff.float32`` and ``autodiff.float64``.
+
+One difference, written down: the default floating dtype is NumPy's, float64 (PyTorch's is
+float32), so that tensors made here and tensors made from Python floats or NumPy arrays agree;
+pass ``dtype=autodiff.float32`` for PyTorch's. The random functions draw from one generator,
+reseeded by `manual_seed` (as ``torch.manual_seed``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
+
+from autodiff.tensor import Tensor
+
+float32 = np.dtype(np.float32)
+float64 = np.dtype(np.float64)
+int32 = np.dtype(np.int32)
+int64 = np.dtype(np.int64)
+bool_ = np.dtype(np.bool_)
+DEFAULT = float64
+
+
+class _Generator:
+    """The generator behind the random functions (one, as PyTorch's default generator)."""
+
+    rng = np.random.default_rng()
+
+
+def manual_seed(seed: int) -> np.random.Generator:
+    """Reseed the generator of `randn` and `rand`; returns it (as torch.manual_seed)."""
+    _Generator.rng = np.random.default_rng(seed)
+    return _Generator.rng
+
+
+def _shape(size: tuple[int | tuple[int, ...], ...]) -> tuple[int, ...]:
+    """randn(2, 3) and randn((2, 3)) both mean (2, 3), as in PyTorch."""
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 0
+               for n in size):
+        raise TypeError(f"expected sizes as non-negative ints, got {size!r}")
+    return tuple(int(n) for n in size)  # type: ignore[arg-type]
+
+
+def _made(data: np.ndarray, dtype: DTypeLike | None, requires_grad: bool) -> Tensor:
+    return Tensor(data, dtype=DEFAULT if dtype is None else dtype, requires_grad=requires_grad)
+
+
+def randn(*size: int | tuple[int, ...], dtype: DTypeLike | None = None,
+          requires_grad: bool = False) -> Tensor:
+    """Samples of the standard normal distribution, of the given shape."""
+    return _made(_Generator.rng.standard_normal(_shape(size)), dtype, requires_grad)
+
+
+def rand(*size: int | tuple[int, ...], dtype: DTypeLike | None = None,
+         requires_grad: bool = False) -> Tensor:
+    """Samples of the uniform distribution on [0, 1), of the given shape."""
+    return _made(_Generator.rng.random(_shape(size)), dtype, requires_grad)
+
+
+def zeros(*size: int | tuple[int, ...], dtype: DTypeLike | None = None,
+          requires_grad: bool = False) -> Tensor:
+    return _made(np.zeros(_shape(size)), dtype, requires_grad)
+
+
+def ones(*size: int | tuple[int, ...], dtype: DTypeLike | None = None,
+         requires_grad: bool = False) -> Tensor:
+    return _made(np.ones(_shape(size)), dtype, requires_grad)
+
+
+def zeros_like(t: Tensor, dtype: DTypeLike | None = None, requires_grad: bool = False) -> Tensor:
+    """Zeros of t's shape and (unless given) dtype."""
+    return Tensor(np.zeros(t.shape), dtype=t.dtype if dtype is None else dtype,
+                  requires_grad=requires_grad)
+
+
+def ones_like(t: Tensor, dtype: DTypeLike | None = None, requires_grad: bool = False) -> Tensor:
+    """Ones of t's shape and (unless given) dtype."""
+    return Tensor(np.ones(t.shape), dtype=t.dtype if dtype is None else dtype,
+                  requires_grad=requires_grad)
+
+
+def arange(start: float, end: float | None = None, step: float = 1, *,
+           dtype: DTypeLike | None = None, requires_grad: bool = False) -> Tensor:
+    """start, start + step, ... below end (``arange(n)`` counts from 0); integer arguments give
+    an int64 tensor, as in PyTorch."""
+    data = np.arange(start, end, step) if end is not None else np.arange(start)
+    return Tensor(data, dtype=dtype, requires_grad=requires_grad)
+
+
+def from_numpy(array: ArrayLike) -> Tensor:
+    """A tensor sharing the array's memory and dtype (as torch.from_numpy)."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy: expected a numpy.ndarray, got {type(array).__name__}")
+    return Tensor(array)
