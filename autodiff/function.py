@@ -122,6 +122,10 @@ class FunctionNode:
     def name(self) -> str:
         return self.function.__name__
 
+    @property
+    def label(self) -> str:
+        return self.name
+
     def vjp(self, g: Any, create_graph: bool) -> list[Any]:
         if self.inputs is None or self.ctx is None or self.args is None:
             raise freed_error(self)

@@ -100,6 +100,11 @@ class GradNode(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def label(self) -> str:
+        """How a drawing names it (its name, or what its op says from its parameters)."""
+        ...
+
     def vjp(self, g: Any, create_graph: bool) -> list[Any]:
         """One gradient per input (None where none is needed), given the output's gradient."""
         ...
@@ -144,6 +149,10 @@ class Node:
     @property
     def name(self) -> str:
         return self.op.name
+
+    @property
+    def label(self) -> str:
+        return self.op.label(**self.params) if self.op.label is not None else self.op.name
 
     def vjp(self, g: Any, create_graph: bool) -> list[Any]:
         inputs = self.inputs

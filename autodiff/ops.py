@@ -424,6 +424,14 @@ def permute_jvp(dx: Value, out: Value, x: Value, dims: tuple[int, ...]) -> Value
     return prim.permute(dx, dims)
 
 
+def permute_label(dims: tuple[int, ...]) -> str:
+    """``.T`` when it reverses every dim, ``transpose(i, j)`` when it swaps two."""
+    if dims == tuple(reversed(range(len(dims)))) and len(dims) > 1:
+        return ".T"
+    moved = [i for i, d in enumerate(dims) if d != i]
+    return f"transpose{tuple(moved)}" if len(moved) == 2 else f"permute{dims}"
+
+
 def broadcast_to_forward(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     out = np.empty(shape, dtype=x.dtype)  # a real array, not np.broadcast_to's read-only view:
     out[...] = x  # faster to make and to compute with, and backward may add into it
@@ -536,7 +544,8 @@ def explain_stack(shapes: list[tuple[int, ...]], params: Params) -> str:
 
 RESHAPE = primitive("reshape", reshape_forward, reshape_vjp, jvps=(reshape_jvp,), saves=(),
                     explain=explain_reshape)
-PERMUTE = primitive("permute", permute_forward, permute_vjp, jvps=(permute_jvp,), saves=())
+PERMUTE = primitive("permute", permute_forward, permute_vjp, jvps=(permute_jvp,), saves=(),
+                    label=permute_label)
 BROADCAST_TO = primitive("broadcast_to", broadcast_to_forward, broadcast_to_vjp,
                          jvps=(broadcast_to_jvp,), saves=(), explain=explain_broadcast_to)
 INDEX = primitive("index", index_forward, index_vjp, jvps=(index_jvp,), saves=())

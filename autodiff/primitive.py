@@ -81,6 +81,8 @@ class Op:
     saves: tuple[int | str, ...] | None = None
     # extra words for an error when the forward fails: (input shapes, params) -> message
     explain: Callable[..., str | None] | None = None
+    # how a drawing names one application of it, from its params (permute of all dims: ".T")
+    label: Callable[..., str] | None = None
 
     @property
     def params(self) -> tuple[str, ...]:

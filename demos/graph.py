@@ -124,8 +124,11 @@ slider.addEventListener("input", () => {{
 def main(argv: list[str] | None = None) -> dict[str, Path]:
     parser = argparse.ArgumentParser(prog="python -m demos.graph", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("out/graph"))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("out/graph"),
+                        help="folder for the SVG and PNG views and steps.html "
+                             "(default: out/graph)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the weights and the rows drawn (default: 0)")
     args = parser.parse_args(argv)
     if shutil.which("dot") is None:
         raise SystemExit(f"demos.graph: Graphviz's dot program is missing; {viz.INSTALL_DOT}")

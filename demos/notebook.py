@@ -45,7 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("out/notebook"),
                         help="folder for the figures and index.html (default: out/notebook)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of weights and batches")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the initial weights and the batches (default: 0)")
     parser.add_argument("--lr", type=float, default=1e-6, help="SGD learning rate (1e-6)")
     parser.add_argument("--batches", type=int, default=200, help="number of batches (200)")
     parser.add_argument("--steps", type=int, default=500, help="SGD steps per batch (500)")

@@ -71,7 +71,8 @@ def test_gradients_after_backward_with_a_snapshot():
         loss.backward()
     source = viz.to_dot(snap, show_grads=True).source
     n_with_grad = sum(1 for t in snap.tensors if t.tensor.requires_grad)
-    assert source.count("grad ‖g‖") == n_with_grad  # intermediates too, though the graph is freed
+    grads_shown = source.count("grad ‖g‖") + source.count("grad 1.")  # the loss's reads "grad 1."
+    assert grads_shown == n_with_grad  # intermediates too, though the graph is freed
     assert "gradient norm" in source and "vanishing" in source and "exploding" in source
     w_norm = np.linalg.norm(params["w"].grad.data)
     assert f"grad ‖g‖ {w_norm:.3g}" in source
@@ -185,8 +186,9 @@ def test_backward_steps_walk_every_gradient_and_leave_grad_alone():
     assert len(steps) == n_with_grad
     assert params["w"].grad is None  # .grad untouched; the graph is still usable
     assert "step 1/" in steps[0].source and "sum's rule" in steps[0].source
-    assert steps[0].source.count("grad ‖g‖") == 1  # only the loss's gradient is known at first
-    assert steps[-1].source.count("grad ‖g‖") == n_with_grad
+    assert steps[0].source.count("grad 1.") == 1  # only the loss's gradient is known at first
+    assert steps[0].source.count("grad ‖g‖") == 0
+    assert steps[-1].source.count("grad ‖g‖") + 1 == n_with_grad
     assert 'color="#d62728"' in steps[1].source  # the op being applied is outlined
     loss.backward()
 
@@ -197,7 +199,7 @@ def test_collapse_folds_the_repeated_layers_of_a_deep_mlp_once():
     source = viz.to_dot(out, collapse=True).source
     folded = re.findall(r"\[matmul → add → relu\] ×(\d+)", source)
     assert folded == ["11"]  # each layer's ops are folded into one node, once
-    assert source.count("label=permute") == 12  # each weight's transpose still feeds it
+    assert source.count('label=".T"') == 12  # each weight's transpose still feeds it
 
 
 def test_a_forward_mode_pass_shows_each_tangent_beside_its_value():
@@ -209,3 +211,50 @@ def test_a_forward_mode_pass_shows_each_tangent_beside_its_value():
     source = viz.to_dot(y, tangents=tangents, show_values=True).source
     assert "tangent: [1., 0.]" in source and "tangent: [2., 0.]" in source  # x, then x·x
     assert "tangent: 2." in source  # d(x₀² + x₁²) along (1, 0) at (1, 2)
+
+
+@requires_dot
+@pytest.mark.parametrize(("name", "magic"), [("g.png", b"\x89PNG"), ("g.svg", b"<?xml"),
+                                             ("g.pdf", b"%PDF"), ("g", b"<?xml")])
+def test_render_writes_the_format_its_extension_names(tmp_path, name, magic):
+    path = viz.render(program()[0], path=tmp_path / name)
+    assert path.read_bytes().startswith(magic)
+
+
+def test_render_refuses_a_format_that_contradicts_the_extension(tmp_path):
+    with pytest.raises(ValueError, match=r"ends in \.png but format='svg'"):
+        viz.render(program()[0], path=tmp_path / "g.png", format="svg")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_without_dot_jupyter_shows_the_install_command_and_the_dot_source(monkeypatch):
+    monkeypatch.setenv("PATH", "")
+    dot = viz.to_dot(program()[0])
+    bundle = dot._repr_mimebundle_()
+    assert "apt-get install graphviz" in bundle["text/plain"]
+    assert dot.source in bundle["text/plain"] and "&lt;" not in bundle["text/plain"]
+    assert "<pre>" in bundle["text/html"] and "apt-get install graphviz" in bundle["text/html"]
+
+
+def test_a_scalar_constant_shows_its_value_and_a_transpose_its_name():
+    w = ad.tensor(np.ones((3, 2)), requires_grad=True, name="w")
+    x = ad.tensor(np.ones((1, 2)), name="x")
+    source = viz.to_dot(((x @ w.T) ** 2).sum()).source
+    assert "() float64\\n2." in source  # the exponent of ** 2
+    assert 'label=".T"' in source and "permute" not in source
+    assert 'label="transpose(0, 1)"' in viz.to_dot(
+        ad.tensor(np.ones((2, 3, 4)), requires_grad=True).transpose(0, 1)).source
+
+
+def test_a_scalar_gradient_reads_as_a_number():
+    loss, params = program()
+    with viz.snapshot(loss, params=params) as snap:
+        loss.backward()
+    source = viz.to_dot(snap, show_grads=True).source
+    assert "grad 1." in source and "‖g‖ 1: 1." not in source
+
+
+def test_backward_steps_is_a_list_of_digraphs():
+    steps = viz.backward_steps(program()[0])
+    assert isinstance(steps, list) and len(steps) >= 5
+    assert all(step.source.startswith("digraph") for step in steps)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import shutil
@@ -71,7 +72,7 @@ def build(snap: Snapshot, *, show_values: bool = False, show_grads: bool = False
           highlight: int | None = None, title: str | None = None) -> graphviz.Digraph:
     """`to_dot` on a snapshot; `highlight` outlines one op in red, `title` labels the graph."""
     ops, hidden = collapse_chains(snap) if collapse else (snap.ops, set())
-    dot = graphviz.Digraph("autodiff", graph_attr=dict(rankdir=rankdir, fontname="Helvetica"))
+    dot = Digraph("autodiff", graph_attr=dict(rankdir=rankdir, fontname="Helvetica"))
     if title:
         dot.attr(label=graphviz.nohtml(_escape(title)), labelloc="t", fontsize="16")
     clusters = _module_clusters(snap, ops)
@@ -139,15 +140,42 @@ def _draw_edges(dot: graphviz.Digraph, ops: list[OpInfo], split: set[int]) -> No
         dot.edge(f"op{op.index}", f"t{op.output}")
 
 
-def render(*roots: Tensor | Snapshot, path: str | os.PathLike[str], format: str = "svg",
+def render(*roots: Tensor | Snapshot, path: str | os.PathLike[str], format: str | None = None,
            **kwargs: Any) -> Path:
-    """Draw the graph (as `to_dot`, same keywords) into `path`, written atomically."""
+    """Draw the graph (as `to_dot`, same keywords) into `path`, written atomically. The format
+    is the path's extension (``g.png`` is PNG; svg without one); a `format` that contradicts
+    the extension is refused."""
+    suffix = Path(path).suffix.lstrip(".").lower()
+    if format is None:
+        format = suffix or "svg"
+    elif suffix and suffix != format.lower():
+        raise ValueError(f"render: the path {os.fspath(path)!r} ends in .{suffix} but "
+                         f"format={format!r}; drop format= to write {suffix}, or name the file "
+                         f"….{format}")
     dot = to_dot(*roots, **kwargs)
     if shutil.which("dot") is None:
         raise RuntimeError(f"render: Graphviz's dot program was not found on PATH; "
                            f"{INSTALL_DOT} (to_dot works without it)")
     data = dot.pipe(format=format)
     return write_atomically(path, lambda f: f.write(data))
+
+
+if graphviz is not None:
+    class Digraph(graphviz.Digraph):  # type: ignore[misc]
+        """graphviz's Digraph, except that shown in Jupyter without the dot program it shows
+        the install command and its DOT source, not graphviz's bare ExecutableNotFound."""
+
+        def _repr_mimebundle_(self, include: Any = None, exclude: Any = None,
+                              **kwargs: Any) -> dict[str, str]:
+            try:
+                bundle: dict[str, str] = super()._repr_mimebundle_(include, exclude, **kwargs)
+            except graphviz.ExecutableNotFound:
+                message = (f"Graphviz's dot program was not found, so the graph is shown as "
+                           f"its DOT source: {INSTALL_DOT}")
+                return {"text/plain": f"{message}\n\n{self.source}",
+                        "text/html": f"<p>{html.escape(message)}</p>"
+                                     f"<pre>{html.escape(self.source)}</pre>"}
+            return bundle
 
 
 def _require_graphviz() -> None:
@@ -184,12 +212,12 @@ def _tensor_label(info: TensorInfo, show_values: bool, show_grads: bool) -> str:
     t = info.tensor
     lines = [_escape(info.label)] if info.label else []
     lines.append(f"{t.shape} {t.dtype}")
-    if show_values and t.dtype.kind in "fiub":
+    if (show_values or t.size == 1) and t.dtype.kind in "fiub":  # a constant's value, always
         lines.append(_escape(_summary(t.data)).replace("\\n", " "))
     if show_grads and t.requires_grad:
         g = info.grad
-        lines.append("grad: not computed" if g is None else
-                     f"grad ‖g‖ {np.linalg.norm(g):.3g}: " + _summary(g).replace("\n", " "))
+        lines.append("grad: not computed" if g is None else f"grad {_summary(g)}" if g.size == 1
+                     else f"grad ‖g‖ {np.linalg.norm(g):.3g}: " + _summary(g).replace("\n", " "))
     if info.tangent is not None:
         lines.append("tangent: " + _escape(_summary(info.tangent)).replace("\\n", " "))
     return "\\n".join(lines)
@@ -209,7 +237,7 @@ def _tensor_style(info: TensorInfo, show_grads: bool) -> dict[str, str]:
 
 
 def _op_label(op: OpInfo, show_rules: bool) -> str:
-    lines = [_escape(op.name)]
+    lines = [_escape(op.label or op.name)]
     if show_rules:
         lines += [_escape(formula) for formula in op.formulas]
     return "\\n".join(lines)

@@ -35,10 +35,11 @@ class TensorInfo:
 @dataclass
 class OpInfo:
     index: int
-    name: str
+    name: str  # the op's name (chains are folded by it)
     formulas: list[str]  # each input's gradient rule, in words
     inputs: list[int]  # tensor indices, in argument order
     output: int
+    label: str | None = None  # how it is drawn, where that is not its name (``.T``)
 
 
 @dataclass
@@ -98,7 +99,7 @@ def snapshot(*roots: Tensor, params: dict[str, Tensor] | None = None,
         node = t.grad_fn
         if node is not None:
             snap.ops.append(OpInfo(len(snap.ops), node.name, node.formulas(),
-                                   [snap._by_id[id(i)] for i in node.inputs], index))
+                                   [snap._by_id[id(i)] for i in node.inputs], index, node.label))
     return snap
 
 
