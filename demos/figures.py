@@ -10,6 +10,7 @@ matplotlib.use("Agg")  # files only: no display needed
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 
 from models.training import Run  # noqa: E402
@@ -34,7 +35,7 @@ def digits_grid(x: np.ndarray, labels: np.ndarray, path: Path) -> Path:
     return _save(fig, path)
 
 
-def batch_images(x: np.ndarray, y: np.ndarray, path: Path) -> Path:
+def batch_images(x: np.ndarray, y: np.ndarray, batch: int, batches: int, path: Path) -> Path:
     """One batch as the network sees it: inputs (rows × 64 pixels) and one-hot targets."""
     fig, (ax_x, ax_y) = plt.subplots(1, 2, figsize=(8, 6), width_ratios=[64, 22])
     im = ax_x.imshow(x, aspect="auto", cmap="gray_r", interpolation="nearest")
@@ -44,7 +45,7 @@ def batch_images(x: np.ndarray, y: np.ndarray, path: Path) -> Path:
     ax_y.set(title=f"one-hot y ({y.shape[0]} × {y.shape[1]})", xlabel="class")
     ax_y.set_xticks(range(10))
     ax_y.set_yticks([])
-    fig.suptitle("One training batch")
+    fig.suptitle(f"Training batch {batch} (of {batches}): {x.shape[0]} rows drawn at random")
     return _save(fig, path)
 
 
@@ -107,7 +108,8 @@ def digits_on_pixel_pca(x: np.ndarray, labels: np.ndarray, w1s: dict[str, np.nda
     a digit is drawn there as its pixels' intensities: pixels that the first layer treats alike
     sit close together.
     """
-    fig, axes = plt.subplots(2, 1 + len(w1s), figsize=(3.3 * (1 + len(w1s)), 6.6))
+    fig, axes = plt.subplots(2, 1 + len(w1s), figsize=(3.6 * (1 + len(w1s)), 7.6),
+                             layout="constrained")
     for row, digit in enumerate((3, 4)):
         image = x[labels == digit].mean(axis=0)
         axes[row, 0].imshow(image.reshape(8, 8), cmap="gray_r")
@@ -115,12 +117,80 @@ def digits_on_pixel_pca(x: np.ndarray, labels: np.ndarray, w1s: dict[str, np.nda
         axes[row, 0].set_axis_off()
         for ax, (name, w1) in zip(axes[row, 1:], w1s.items()):
             points = PCA(n_components=2).fit_transform(w1)
+            ax.add_collection(LineCollection(_lattice_edges(points), colors="tab:blue",
+                                             linewidths=0.6, alpha=0.5, zorder=1))
             sc = ax.scatter(points[:, 0], points[:, 1], c=image, cmap="gray_r", s=60,
-                            edgecolors="tab:blue", linewidths=0.5)
+                            edgecolors="tab:blue", linewidths=0.5, zorder=2)
             ax.set_title(f"digit {digit} on PCA of w1 rows\n({name})", fontsize=9)
+            ax.set(xlabel="PC 1 of w1's rows", ylabel="PC 2")
+            ax.tick_params(labelsize=7)
+        fig.colorbar(sc, ax=list(axes[row]), label="mean pixel value", fraction=0.02)
+    return _save(fig, path)
+
+
+def _lattice_edges(points: np.ndarray) -> np.ndarray:
+    """The 8×8 pixel grid's edges (each pixel to its right and lower neighbour), placed at the
+    pixels' points: drawn as lines, they show how the projection deforms the grid."""
+    edges = [(r * 8 + c, r * 8 + c + 1) for r in range(8) for c in range(7)]
+    edges += [(r * 8 + c, (r + 1) * 8 + c) for r in range(7) for c in range(8)]
+    return np.array([[points[a], points[b]] for a, b in edges])
+
+
+def activations(x: np.ndarray, y: np.ndarray, w1: np.ndarray, w2: np.ndarray,
+                path: Path) -> Path:
+    """One batch through the trained network: h = x·w1, relu(h), softmax(relu(h)·w2) as
+    images beside the targets, and one row's prediction against its target."""
+    h = x @ w1
+    a = np.maximum(h, 0)
+    z = a @ w2
+    s = np.exp(z - z.max(axis=1, keepdims=True))
+    s /= s.sum(axis=1, keepdims=True)
+    fig, axes = plt.subplots(1, 5, figsize=(17, 5.5), width_ratios=[50, 50, 12, 12, 22],
+                             layout="constrained")
+    limit = np.abs(h).max()
+    for ax, image, title, style in [(axes[0], h, "h = x·w1", dict(cmap="RdBu_r", vmin=-limit,
+                                                                    vmax=limit)),
+                                    (axes[1], a, "relu(h)", dict(cmap="Greys", vmin=0)),
+                                    (axes[2], s, "softmax", dict(cmap="Blues", vmin=0, vmax=1)),
+                                    (axes[3], y, "target", dict(cmap="Blues", vmin=0, vmax=1))]:
+        im = ax.imshow(image, aspect="auto", interpolation="nearest", **style)
+        ax.set(title=f"{title}\n{image.shape[0]} × {image.shape[1]}", xlabel="unit")
+        if ax is not axes[0]:
+            ax.set_yticks([])
+        if ax is not axes[2]:  # softmax and target share the last colour bar
+            fig.colorbar(im, ax=ax, fraction=0.1, shrink=0.8)
+    axes[0].set_ylabel("row of the batch")
+    row = 0
+    axes[4].bar(range(10), s[row], color="tab:blue", label="predicted (softmax)")
+    axes[4].bar(range(10), y[row], fill=False, edgecolor="tab:red", lw=2, label="target")
+    axes[4].set(title=f"row {row}: predicts {s[row].argmax()}, target {y[row].argmax()}",
+                xlabel="class", ylim=(0, 1.3), xticks=range(10))
+    axes[4].legend(fontsize=8, loc="upper center", ncols=2)
+    fig.suptitle("One batch through the trained network (engine's weights)")
+    return _save(fig, path)
+
+
+def first_update(before: tuple[np.ndarray, np.ndarray], after: tuple[np.ndarray, np.ndarray],
+                 lr: float, path: Path) -> Path:
+    """The weights before and after a single SGD update, and the update itself (too small to
+    see at lr·gradient, so drawn on its own scale)."""
+    fig, axes = plt.subplots(2, 3, figsize=(11, 7.5), height_ratios=[64, 50])
+    for row, name in enumerate(["w1", "w2"]):
+        change = after[row] - before[row]
+        limit = np.abs(before[row]).max()
+        for ax, image, title, scale in [
+                (axes[row, 0], before[row], f"{name} initial", limit),
+                (axes[row, 1], after[row], f"{name} after one update", limit),
+                (axes[row, 2], change, f"{name}: the update (−lr·grad, lr {lr:g})",
+                 np.abs(change).max() or 1.0)]:
+            im = ax.imshow(image, cmap="RdBu_r", vmin=-scale, vmax=scale, aspect="auto",
+                           interpolation="nearest")
+            ax.set_title(title, fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
-        fig.colorbar(sc, ax=list(axes[row]), label="mean pixel value", fraction=0.02)
+            fig.colorbar(im, ax=ax, fraction=0.05)
+    fig.suptitle("A single update: the weights barely move (largest change "
+                 f"{max(np.abs(a - b).max() for a, b in zip(after, before)):.1e})")
     return _save(fig, path)
 
 
@@ -128,9 +198,17 @@ def embeddings(panels: dict[str, np.ndarray], labels: dict[str, np.ndarray], pat
     """Six 2-D embeddings of the digits side by side, points coloured by digit."""
     fig, axes = plt.subplots(2, 3, figsize=(14, 9))
     for ax, (title, points) in zip(axes.flat, panels.items()):
-        few = len(np.unique(points.round(9), axis=0)) <= 10  # one point per class: draw big
-        ax.scatter(points[:, 0], points[:, 1], c=labels[title], cmap=DIGIT_COLORS, vmin=-0.5,
-                   vmax=9.5, s=120 if few else 8, alpha=0.8)
+        few = len(np.unique(points.round(9), axis=0)) <= 10  # one point per class
+        if few:  # the label encoding: each class drawn as its digit, as the original did
+            for (px, py), digit in zip(points, labels[title]):
+                ax.text(px, py, str(digit), color=DIGIT_COLORS(digit), fontsize=22,
+                        ha="center", va="center", fontweight="bold")
+            pad = np.ptp(points, axis=0).max() * 0.15 + 1e-9
+            ax.set(xlim=(points[:, 0].min() - pad, points[:, 0].max() + pad),
+                   ylim=(points[:, 1].min() - pad, points[:, 1].max() + pad))
+        else:
+            ax.scatter(points[:, 0], points[:, 1], c=labels[title], cmap=DIGIT_COLORS,
+                       vmin=-0.5, vmax=9.5, s=8, alpha=0.8)
         ax.set_title(title, fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])

@@ -135,8 +135,12 @@ def _figures(timed: Timer, data: Digits, batches: list[np.ndarray],
     labels_all = np.concatenate([data.labels_train, data.labels_test])
     pngs = timed("figures", lambda: {
         "digits": figures.digits_grid(x_all, labels_all, out / "digits.png"),
-        "batch": figures.batch_images(data.x_train[first], data.y_train[first],
-                                      out / "batch.png"),
+        "batch": figures.batch_images(data.x_train[first], data.y_train[first], 0,
+                                      len(batches), out / "batch.png"),
+        "activations": figures.activations(data.x_train[first], data.y_train[first], engine.w1,
+                                           engine.w2, out / "activations.png"),
+        "first_update": figures.first_update(initial, _one_update(data, first, initial, args.lr),
+                                             args.lr, out / "first_update.png"),
         "loss_by_batch": figures.loss_curves_by_batch(engine, out / "loss_by_batch.png"),
         "loss_compare": figures.compare_loss_curves(engine, correct, notebook,
                                                     out / "loss_compare.png"),
@@ -154,6 +158,13 @@ def _figures(timed: Timer, data: Digits, batches: list[np.ndarray],
     modes_results = timed("forward against reverse mode", lambda: modes.run(out, args.quick))
     pngs["modes"] = Path(modes_results["figure"])
     return pngs
+
+
+def _one_update(data: Digits, rows: np.ndarray, initial: tuple[np.ndarray, np.ndarray],
+                lr: float) -> tuple[np.ndarray, np.ndarray]:
+    """The weights after a single SGD step on one batch, from the initial ones (true gradient)."""
+    _, dw1, dw2 = loss_and_grads(data.x_train[rows], data.y_train[rows], *initial)
+    return initial[0] - lr * dw1, initial[1] - lr * dw2
 
 
 def _graph_section(out: Path) -> str:

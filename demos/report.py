@@ -18,8 +18,15 @@ CAPTIONS = {
                     "overlaid; they coincide. Right: the notebook's own backprop, which drops the "
                     "softmax Jacobian, from the same weights on the same batches.",
     "weights": "w1 and w2 before training and after each of the three runs.",
+    "activations": "The first batch through the trained network: the hidden pre-activations "
+                   "h = x·w1, their ReLU, the softmax output beside the one-hot targets, and "
+                   "one row's prediction against its target.",
+    "first_update": "The weights before and after a single SGD update on the first batch, and "
+                    "the update itself on its own colour scale: at lr 1e-6 one step barely moves "
+                    "them.",
     "pixel_pca": "Digits 3 and 4 on the 8×8 pixel grid, and on the plane of the PCA of w1's rows "
-                 "(each pixel is placed by its 50 outgoing weights).",
+                 "(each pixel is placed by its 50 outgoing weights; the lines are the grid's "
+                 "edges, so you see how the first layer deforms the lattice).",
     "modes": "Forward against reverse mode: the full Jacobian of f: Rⁿ → Rᵐ takes n forward "
              "passes or m backward passes, so forward mode wins when n < m and reverse mode "
              "when m < n; the notebook's loss (3,700 weights, one number) needs one backward "

@@ -8,8 +8,8 @@ import pytest
 from demo_runs import run_demo
 from PIL import Image
 
-FIGURES = ["digits", "batch", "loss_by_batch", "loss_compare", "weights", "pixel_pca",
-           "embeddings", "modes"]
+FIGURES = ["digits", "batch", "activations", "first_update", "loss_by_batch", "loss_compare",
+           "weights", "pixel_pca", "embeddings", "modes"]
 
 
 @pytest.fixture(scope="module")
