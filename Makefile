@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo graph bench mutation lint graphviz clean
+.PHONY: setup test demo graph notebook bench mutation lint graphviz clean
 
 setup: $(STAMP) graphviz
 
@@ -38,6 +38,13 @@ demo: setup
 
 graph: setup
 	$(BIN)/python -m demos.graph
+
+notebook: setup
+	$(BIN)/python -m pip install -q nbconvert
+	PYTHONPATH=$(CURDIR) $(BIN)/jupyter nbconvert --to html --execute demos/walkthrough.ipynb \
+	  --output-dir out --output walkthrough
+	@echo "Wrote out/walkthrough.html; to open the notebook itself: pip install '.[notebook]' and"
+	@echo "jupyter lab demos/walkthrough.ipynb"
 
 bench: setup
 	$(BIN)/python -m benchmarks

@@ -64,7 +64,7 @@ def render_all(out: Path, seed: int = 0) -> dict[str, Path]:
     steps = [svg_markup(step.pipe(format="svg").decode())
              for step in viz.backward_steps(fresh_loss, params=fresh_params)]
     paths["steps"] = out / "steps.html"
-    paths["steps"].write_text(_steps_page(steps), encoding="utf-8")
+    paths["steps"].write_text(steps_page(steps), encoding="utf-8")
     return paths
 
 
@@ -98,7 +98,7 @@ def section_html(paths: dict[str, Path], folder: str) -> str:
     return "\n".join(parts)
 
 
-def _steps_page(steps: list[str]) -> str:
+def steps_page(steps: list[str]) -> str:
     frames = "\n".join(f'<div class="step" {"" if i == 0 else "hidden"}>{svg}</div>'
                        for i, svg in enumerate(steps))
     return f"""<!DOCTYPE html>

@@ -62,12 +62,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 class Timer:
-    """Runs each stage and notes how long it took, for the report's "Where the time went"."""
+    """Runs each stage, saying what it does first, and notes how long it took, for the report's
+    "Where the time went"."""
 
     def __init__(self) -> None:
         self.timings: dict[str, float] = {}
 
     def __call__(self, label: str, work: Callable[[], T]) -> T:
+        print(f"{label} ...", flush=True)
         start = time.perf_counter()
         result = work()
         self.timings[label] = time.perf_counter() - start

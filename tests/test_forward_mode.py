@@ -4,6 +4,7 @@ function transforms against their definitions."""
 
 import numpy as np
 import pytest
+from conftest import scaled
 from functions import cube
 from hypothesis import given
 from hypothesis import strategies as st
@@ -40,31 +41,22 @@ def _split(arrays):
 
 @pytest.mark.parametrize("case", DIFFERENTIABLE, ids=repr)
 @given(data=st.data())
-def test_the_adjoint_identity_holds_for_every_rule_pair(case, data):
-    """<u, J v> from the JVP rules equals <Jᵀ u, v> from the VJP rules, for random u, v."""
+def test_every_jvp_rule_meets_its_vjp_rule_and_central_differences(case, data):
+    """Two checks on each drawn example (one draw serves both, so each runs on every example):
+    <u, J v> from the JVP rules equals <Jᵀ u, v> from the VJP rules for random u, v (the adjoint
+    identity: no finite differences, to rounding), and J v matches central differences."""
     arrays, params = data.draw(case.examples, label=case.name)
     floats, with_fixed = _split(arrays)
     fn = with_fixed(case, params)
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
     xs = tuple(ad.tensor(a) for a in floats)
-    vs = tuple(ad.tensor(rng.standard_normal(a.shape)) for a in floats)
-    out, jv = ad.jvp(fn, xs, vs)
-    u = ad.tensor(rng.standard_normal(out[0].shape if isinstance(out, tuple) else out.shape))
-    _, vjps = ad.vjp(fn, xs, u)
-    left = float(np.vdot(u.data, jv.data))
-    right = sum(float(np.vdot(g.data, v.data)) for g, v in zip(vjps, vs))
-    assert left == pytest.approx(right, rel=case.exact, abs=case.exact)
-
-
-@pytest.mark.parametrize("case", DIFFERENTIABLE, ids=repr)
-@given(data=st.data())
-def test_every_jvp_matches_central_differences(case, data):
-    arrays, params = data.draw(case.examples, label=case.name)
-    floats, with_fixed = _split(arrays)
-    fn = with_fixed(case, params)
-    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
     vs = [rng.standard_normal(a.shape) for a in floats]
-    _, jv = ad.jvp(fn, tuple(ad.tensor(a) for a in floats), tuple(ad.tensor(v) for v in vs))
+    out, jv = ad.jvp(fn, xs, tuple(ad.tensor(v) for v in vs))
+    u = rng.standard_normal(out.shape)
+    _, vjps = ad.vjp(fn, xs, ad.tensor(u))
+    left = float(np.vdot(u, jv.data))
+    right = sum(float(np.vdot(g.data, v)) for g, v in zip(vjps, vs))
+    assert left == pytest.approx(right, rel=case.exact, abs=case.exact)
     eps = case.eps
     plus = fn(*[ad.tensor(a + eps * v) for a, v in zip(floats, vs)]).data
     minus = fn(*[ad.tensor(a - eps * v) for a, v in zip(floats, vs)]).data
@@ -72,7 +64,11 @@ def test_every_jvp_matches_central_differences(case, data):
 
 
 # ---------------------------------------------------------------- the transforms
-@given(program=programs(max_inputs=2))
+SMALL = dict(max_dims=2, max_side=3)  # whole Jacobians and Hessians: one pass per element
+
+
+@scaled(0.2)
+@given(program=programs(max_inputs=2, **SMALL))
 def test_the_two_jacobian_strategies_agree(program):
     xs = tuple(program.tensors(requires_grad=False))
     reverse = ad.jacobian(program, xs)
@@ -82,7 +78,8 @@ def test_the_two_jacobian_strategies_agree(program):
         np.testing.assert_allclose(r.data, f.data, rtol=1e-12, atol=1e-12)
 
 
-@given(program=programs(max_inputs=2), seed=st.integers(0, 2**32 - 1))
+@scaled(0.2)
+@given(program=programs(max_inputs=2, **SMALL), seed=st.integers(0, 2**32 - 1))
 def test_jvp_and_vjp_are_products_with_the_jacobian(program, seed):
     rng = np.random.default_rng(seed)
     xs = tuple(program.tensors(requires_grad=False))
@@ -98,7 +95,8 @@ def test_jvp_and_vjp_are_products_with_the_jacobian(program, seed):
                                    rtol=1e-10, atol=1e-12)
 
 
-@given(program=programs(max_inputs=1), seed=st.integers(0, 2**32 - 1))
+@scaled(0.1)
+@given(program=programs(max_inputs=1, **SMALL), seed=st.integers(0, 2**32 - 1))
 def test_hessian_and_hvp_agree_with_reverse_over_reverse(program, seed):
     """Forward-over-reverse (hessian, hvp) against the Jacobian of the recorded gradient."""
     (x,) = program.tensors(requires_grad=False)
@@ -213,7 +211,8 @@ def test_tangents_ride_along_without_a_graph():
     assert tangent_of(table, y) == pytest.approx(np.exp(0.5) * 1.5)  # d(x eˣ)/dx at 0.5
 
 
-@given(program=programs())
+@scaled(0.2)
+@given(program=programs(**SMALL))
 def test_forward_mode_is_a_third_oracle_for_assert_grad_close(program):
     assert_grad_close(program, program.tensors(), oracle="forward", atol=1e-9, rtol=1e-9)
 
