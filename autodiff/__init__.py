@@ -3,6 +3,7 @@
 from autodiff import functional
 from autodiff.anomaly import AnomalyError, detect_anomaly
 from autodiff.backward import grad
+from autodiff.compile import CompileCheckError, compile
 from autodiff.creation import (
     arange,
     bool_,
@@ -30,7 +31,8 @@ from autodiff.transforms import hessian, hvp, jacobian, jvp, vjp
 __all__ = [
     "AnomalyError", "Context", "Function", "GradcheckError", "GraphFreedError", "ShapeError",
     "Tensor", "detect_anomaly", "grad", "gradcheck", "gradgradcheck", "is_grad_enabled",
-    "no_grad", "tensor", "jvp", "vjp", "jacobian", "hessian", "hvp", "arange", "bool_",
+    "no_grad", "tensor", "compile", "CompileCheckError", "jvp", "vjp", "jacobian", "hessian",
+    "hvp", "arange", "bool_",
     "float32", "float64", "from_numpy", "int32", "int64", "manual_seed", "ones", "ones_like",
     "rand", "randn", "zeros", "zeros_like", *functional.__all__,
 ]

@@ -33,9 +33,11 @@ def forward_mode(tangents: dict[Tensor, Any],
     if GradMode.tangents is not None:
         raise RuntimeError("forward_mode: already inside forward mode (one level at a time)")
     GradMode.tangents, GradMode.tangents_recorded = dict(tangents), create_graph
+    GradMode.op_hooks.append(propagate)
     try:
         yield GradMode.tangents
     finally:
+        GradMode.op_hooks.remove(propagate)
         GradMode.tangents, GradMode.tangents_recorded = None, False
 
 
@@ -50,7 +52,8 @@ def tangent_of(table: dict[Tensor, Any], t: Tensor) -> Any:
 def propagate(op: Op, inputs: tuple[Tensor, ...], params: dict[str, Any], out: Tensor) -> None:
     """Set out's tangent from its inputs' tangents and op's JVP rules (called by each op)."""
     table = GradMode.tangents
-    assert table is not None
+    if table is None:  # while the JVP rules themselves run
+        return
     tangents = [table.get(t) for t in inputs]
     if all(dt is None for dt in tangents):
         return  # a constant as far as these tangents go

@@ -68,6 +68,9 @@ class Function:
 
     @classmethod
     def apply(cls, *args: Any) -> Tensor:
+        if GradMode.tracing:
+            raise TypeError(f"{cls.__name__}: autodiff.compile cannot trace a user-defined "
+                            "Function; call the function without compile")
         ctx = Context()
         table = GradMode.tangents
         with set_modes(enabled=False, tangents=None):  # forward's own ops record nothing

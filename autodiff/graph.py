@@ -28,9 +28,13 @@ class GradModes(threading.local):
         # objects told each tensor's complete gradient during backward (`autodiff.viz`
         # snapshots); the walker checks the list once per node, nothing is called when it is empty
         self.observers: list[Any] = []
+        # what wants to see every primitive applied, hook(op, inputs, params, out): forward
+        # mode propagating tangents, autodiff.compile tracing a function; empty otherwise
+        self.op_hooks: list[Any] = []
         # forward mode (autodiff.forward): each tensor's tangent while it runs, else None
         self.tangents: dict[Any, Any] | None = None
         self.tangents_recorded = False  # tangents are recorded Tensors (create_graph=True)
+        self.tracing = False  # autodiff.compile is tracing: a Function cannot be traced
 
 
 GradMode = GradModes()

@@ -22,8 +22,7 @@ from autodiff.errors import (
     normalize_dims,
     reduced_dims,
 )
-from autodiff.forward import propagate
-from autodiff.graph import GradMode, InPlace, Node
+from autodiff.graph import GradMode, GradNode, InPlace, Node
 from autodiff.primitive import Dispatch
 from autodiff.recording import record
 
@@ -38,8 +37,8 @@ def apply(op: ops.Op, *inputs: Tensor, **params: Any) -> Tensor:
     except (ValueError, IndexError, TypeError) as error:
         raise explain(op, inputs, params, error) from None
     out = record(op.name, inputs, Tensor._wrap(data), Node, op, inputs, params)
-    if GradMode.tangents is not None:  # forward mode: the tangent rides along
-        propagate(op, inputs, params, out)
+    for hook in GradMode.op_hooks:  # forward mode, a trace: they see every op (rarely any)
+        hook(op, inputs, params, out)
     return out
 
 
@@ -60,7 +59,7 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         self._grad: Tensor | None = None
         self._grad_owned = False  # whether backward made .grad's array (and may add into it)
-        self.grad_fn = None
+        self.grad_fn: GradNode | None = None
         self.name = name
         self._version = 0  # raised by every in-place method (see graph.InPlace)
 

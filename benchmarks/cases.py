@@ -16,7 +16,7 @@ LR = 1e-6
 def training_steps(rows: int, sizes: tuple[int, int, int], dtype) -> dict[str, Callable]:
     """One SGD step of the notebook's network (relu, softmax, squared error, no biases) on
     `rows` × sizes[0] inputs, by the engine and by the hand-derived NumPy backprop, from the
-    same weights. Returns {"engine": step, "numpy": step}."""
+    same weights. Returns {"engine": step, "compiled": step (autodiff.compile), "numpy": step}."""
     rng = np.random.default_rng(0)
     n_in, n_hidden, n_out = sizes
     x = (rng.random((rows, n_in)) * 16).astype(dtype)
@@ -27,19 +27,25 @@ def training_steps(rows: int, sizes: tuple[int, int, int], dtype) -> dict[str, C
     w1_t, w2_t = ad.tensor(w1.copy(), requires_grad=True), ad.tensor(w2.copy(), requires_grad=True)
     w1_np, w2_np = w1.copy(), w2.copy()
 
-    def engine() -> None:
-        loss = squared_error((x_t @ w1_t).relu() @ w2_t, y_t)
-        loss.backward()
-        for w in (w1_t, w2_t):
-            w.data -= LR * w.grad.data
-            w.grad = None
+    def engine_step(loss_of: Callable[[ad.Tensor, ad.Tensor], ad.Tensor]) -> Callable[[], None]:
+        def step() -> None:
+            loss = loss_of(x_t, y_t)
+            loss.backward()
+            for w in (w1_t, w2_t):
+                w.data -= LR * w.grad.data
+                w.grad = None
+        return step
+
+    def loss(x: ad.Tensor, y: ad.Tensor) -> ad.Tensor:
+        return squared_error((x @ w1_t).relu() @ w2_t, y)
 
     def numpy() -> None:
         _, dw1, dw2 = loss_and_grads(x, y, w1_np, w2_np)
         w1_np[...] -= LR * dw1
         w2_np[...] -= LR * dw2
 
-    steps = {"engine": engine, "numpy": numpy}
+    steps = {"engine": engine_step(loss), "compiled": engine_step(ad.compile(loss)),
+             "numpy": numpy}
     torch_step = _torch_step(x, y, w1, w2)
     if torch_step is not None:
         steps["pytorch"] = torch_step

@@ -104,6 +104,7 @@ def _train_three_ways(timed: Timer, data: Digits, batches: list[np.ndarray], w1:
     train = (data, batches, w1, w2, args.lr, args.steps)
     return [
         timed("train: engine", lambda: train_engine(*train)),
+        timed("train: engine, compiled", lambda: train_engine(*train, compiled=True)),
         timed("train: NumPy, correct", lambda: train_numpy("NumPy (correct)", loss_and_grads,
                                                             *train)),
         timed("train: NumPy, notebook's", lambda: train_numpy(
@@ -113,7 +114,7 @@ def _train_three_ways(timed: Timer, data: Digits, batches: list[np.ndarray], w1:
 
 def _results(runs: list[Run], practitioner: PractitionerRun, gap: dict, data: Digits,
              args: argparse.Namespace) -> dict:
-    engine, correct, _ = runs
+    engine, compiled, correct, _ = runs
     return {
         "runs": [{"name": r.name, "test_accuracy": r.accuracy(data.x_test, data.labels_test),
                   "final_loss": float(r.losses[-1, -1]), "us_per_step": r.us_per_step,
@@ -121,6 +122,7 @@ def _results(runs: list[Run], practitioner: PractitionerRun, gap: dict, data: Di
         "practitioner": {"test_accuracy": practitioner.accuracy,
                          "seconds": practitioner.seconds, "epochs": practitioner.epochs},
         "max_loss_gap_engine_vs_numpy": float(np.abs(engine.losses - correct.losses).max()),
+        "max_loss_gap_compiled_vs_numpy": float(np.abs(compiled.losses - correct.losses).max()),
         "gradient_gap": gap,
         "settings": {"batches": args.batches, "steps": args.steps, "lr": args.lr,
                      "seed": args.seed, "init_scale": args.init_scale},
@@ -131,7 +133,7 @@ def _figures(timed: Timer, data: Digits, batches: list[np.ndarray],
              initial: tuple[np.ndarray, np.ndarray], runs: list[Run],
              args: argparse.Namespace) -> dict[str, Path]:
     """The notebook's figures, and the 2-D embeddings of the digits."""
-    engine, correct, notebook = runs
+    engine, _, correct, notebook = runs
     out, first = args.out, batches[0]
     x_all = np.concatenate([data.x_train, data.x_test])
     labels_all = np.concatenate([data.labels_train, data.labels_test])
@@ -146,7 +148,8 @@ def _figures(timed: Timer, data: Digits, batches: list[np.ndarray],
         "loss_by_batch": figures.loss_curves_by_batch(engine, out / "loss_by_batch.png"),
         "loss_compare": figures.compare_loss_curves(engine, correct, notebook,
                                                     out / "loss_compare.png"),
-        "weights": figures.weights_before_after(initial, runs, out / "weights.png"),
+        "weights": figures.weights_before_after(initial, [engine, correct, notebook],
+                                                out / "weights.png"),
         "pixel_pca": figures.digits_on_pixel_pca(
             x_all, labels_all, {"initial": initial[0], "after, engine": engine.w1,
                                 "after, notebook's": notebook.w1}, out / "pixel_pca.png"),
@@ -187,7 +190,8 @@ def _print_results(results: dict) -> None:
               f"{r['us_per_step']:>10.1f}")
     p = results["practitioner"]
     print(f"{'practitioner (Adam, CE)':<24}{p['test_accuracy']:>15.3f}")
-    print(f"engine vs NumPy loss curves: max gap {results['max_loss_gap_engine_vs_numpy']:.2e}")
+    print(f"engine vs NumPy loss curves: max gap {results['max_loss_gap_engine_vs_numpy']:.2e}; "
+          f"compiled engine vs NumPy: {results['max_loss_gap_compiled_vs_numpy']:.2e}")
     g = results["gradient_gap"]
     print(f"notebook's gradient vs the true one (initial weights, {g['batches']} batches): "
           f"relative error {g['relative_error_median']:.2f} (median), "

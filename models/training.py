@@ -42,22 +42,29 @@ def initial_weights(seed: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def train_engine(data: Digits, batches: list[np.ndarray], w1: np.ndarray, w2: np.ndarray,
-                 lr: float, steps: int) -> Run:
-    """SGD with gradients from the engine: the notebook's PyTorch autograd version."""
+                 lr: float, steps: int, compiled: bool = False) -> Run:
+    """SGD with gradients from the engine: the notebook's PyTorch autograd version; with
+    `compiled`, the step is `autodiff.compile`d (traced once, then replayed)."""
     w1_t, w2_t = ad.tensor(w1.copy(), requires_grad=True), ad.tensor(w2.copy(), requires_grad=True)
+
+    def step(x: ad.Tensor, y: ad.Tensor) -> ad.Tensor:
+        return squared_error((x @ w1_t).relu() @ w2_t, y)
+
+    loss_of = ad.compile(step) if compiled else step
+    name = "engine, compiled" if compiled else "engine"
     y_train = data.y_train
     losses = np.empty((len(batches), steps))
     start = time.perf_counter()
-    for b, rows in enumerate(tqdm(batches, desc="engine", unit="batch", leave=False)):
+    for b, rows in enumerate(tqdm(batches, desc=name, unit="batch", leave=False)):
         x, y = ad.tensor(data.x_train[rows]), ad.tensor(y_train[rows])
         for s in range(steps):
-            loss = squared_error((x @ w1_t).relu() @ w2_t, y)
+            loss = loss_of(x, y)
             loss.backward()
             for w in (w1_t, w2_t):
                 w.data -= lr * w.grad.data
                 w.grad = None
             losses[b, s] = loss.item()
-    return Run("engine", losses, w1_t.data, w2_t.data, time.perf_counter() - start)
+    return Run(name, losses, w1_t.data, w2_t.data, time.perf_counter() - start)
 
 
 def train_numpy(name: str, loss_and_grads: GradFn, data: Digits, batches: list[np.ndarray],

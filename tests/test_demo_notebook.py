@@ -42,10 +42,11 @@ def test_index_html_links_and_embeds_every_figure(quick_run):
 
 def test_results_report_every_training_path(quick_run):
     _, results = quick_run
-    assert [r["name"] for r in results["runs"]] == ["engine", "NumPy (correct)",
-                                                    "notebook's backprop"]
-    engine, correct, _ = results["runs"]
+    assert [r["name"] for r in results["runs"]] == ["engine", "engine, compiled",
+                                                    "NumPy (correct)", "notebook's backprop"]
+    engine, compiled, correct, _ = results["runs"]
     assert engine["final_loss"] == pytest.approx(correct["final_loss"], rel=1e-9)
-    assert results["max_loss_gap_engine_vs_numpy"] < 1e-9
+    assert results["max_loss_gap_engine_vs_numpy"] == 0  # the same operations in the same order
+    assert results["max_loss_gap_compiled_vs_numpy"] == 0  # the compiled replay too
     assert results["gradient_gap"]["angle_degrees_median"] > 10
     assert all(0 <= r["test_accuracy"] <= 1 for r in results["runs"])

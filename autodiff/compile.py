@@ -1,0 +1,371 @@
+"""`autodiff.compile`: trace a function once, replay it as straight-line code.
+
+Trace: the first call for a signature runs the function eagerly while every primitive applied is
+noted (op, inputs, params, output). From those notes it writes two Python functions, as source,
+and compiles them once:
+
+- forward: one line per op, the op table's own forward on arrays (``t3 = matmul(t1, c0)``);
+- backward: the VJP rules in reverse order, for the tensors that need a gradient only, each
+  contribution fitted to its input's shape and dtype, contributions summed.
+
+Guard: a call whose signature differs (each Tensor argument's shape, dtype and requires_grad;
+other arguments' values; the shapes, dtypes and requires_grad of the tensors it captured) traces
+again; up to `cache_size` traces are kept. Replay: later calls run the forward source on arrays
+(no Tensor, no node per op) and return Tensors whose single node runs the backward source, so
+``loss.backward()`` fills ``.grad`` and optimizers work unchanged.
+
+What a tracer cannot see: Python control flow that depends on tensor values (an ``if`` on a
+``.item()``), and arrays computed from tensor values outside the engine; they are frozen as they
+were when traced. ``check=True`` runs the eager function beside the first replays and raises
+`CompileCheckError` on any difference. A user-defined `Function` cannot be traced, and
+``backward(create_graph=True)`` through a compiled function is refused.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from autodiff.graph import GradMode, InPlace, freed_error, no_grad
+from autodiff.primitive import Op, sum_to
+from autodiff.tensor import Tensor
+
+CHECKED_CALLS = 3  # replays compared with an eager run under check=True
+
+
+class CompileCheckError(RuntimeError):
+    """With ``check=True``: a replay and the eager function disagreed."""
+
+
+def compile(fn: Callable[..., Any], *, check: bool = False,
+            cache_size: int = 8) -> Compiled:
+    """`fn` traced once per signature and replayed as generated straight-line code (see above)."""
+    return Compiled(fn, check, cache_size)
+
+
+# ---------------------------------------------------------------- tracing
+@dataclass
+class Entry:
+    """One primitive applied while tracing."""
+
+    op: Op
+    inputs: tuple[Tensor, ...]
+    params: dict[str, Any]
+    out: Tensor
+
+
+def trace(fn: Callable[..., Any], args: tuple[Any, ...],
+          kwargs: dict[str, Any]) -> tuple[Any, list[Entry]]:
+    """Run fn eagerly, noting every primitive applied (under no_grad too)."""
+    entries: list[Entry] = []
+
+    def note(op: Op, inputs: tuple[Tensor, ...], params: dict[str, Any], out: Tensor) -> None:
+        entries.append(Entry(op, inputs, params, out))
+
+    GradMode.op_hooks.append(note)
+    GradMode.tracing = True
+    try:
+        result = fn(*args, **kwargs)
+    finally:
+        GradMode.op_hooks.remove(note)
+        GradMode.tracing = False
+    return result, entries
+
+
+def signature(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """What a trace is specialised to: tensors by shape, dtype and requires_grad, other
+    arguments by value (unhashable ones by identity)."""
+    def key(value: Any) -> Any:
+        if isinstance(value, Tensor):
+            return ("tensor", value.shape, value.dtype.str, value.requires_grad)
+        try:
+            hash(value)
+        except TypeError:
+            return ("object", id(value))
+        return ("value", type(value).__name__, value)
+    return (GradMode.enabled, *(key(a) for a in args),
+            *((k, key(v)) for k, v in sorted(kwargs.items())))
+
+
+# ---------------------------------------------------------------- the program
+@dataclass
+class Program:
+    """A traced function as two generated Python functions, and the slots they read."""
+
+    arg_slots: list[int | None]  # for each positional argument: its tensor's slot, or None
+    captured: list[Tensor]  # tensors fn reached that are not arguments (weights, constants)
+    # the slots that get gradients (the node's inputs): ("a", argument position) resolved on
+    # each call, or ("c", captured position)
+    leaves: list[tuple[str, int]]
+    outputs: list[str]  # the output slots' names
+    forward: Callable[..., Any]
+    backwards: list[Callable[..., Any] | None]  # per output; None when it needs no gradient
+    source: str
+    shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = field(default_factory=dict)
+    output_is_tuple: bool = False
+    facts: list[tuple[Any, ...]] = field(default_factory=list)  # the captured tensors' guards
+
+    def __post_init__(self) -> None:
+        self.facts = [(t.shape, t.dtype, t.requires_grad) for t in self.captured]
+
+    def guards_hold(self) -> bool:
+        """Whether the captured tensors still have the shapes, dtypes and requires_grad the
+        program was written for."""
+        return all((t.shape, t.dtype, t.requires_grad) == f
+                   for t, f in zip(self.captured, self.facts))
+
+
+def build(entries: list[Entry], args: tuple[Any, ...], result: Any) -> Program:
+    """The program for one trace: forward and backward source, compiled."""
+    names: dict[int, str] = {}  # id(tensor) -> slot name
+    keep: list[Tensor] = []  # tensors named, kept alive so their ids stay theirs
+    arg_slots: list[int | None] = []
+    params_in: list[str] = []
+    for i, a in enumerate(args):
+        if isinstance(a, Tensor) and id(a) not in names:
+            names[id(a)], arg_slots = f"a{i}", arg_slots + [i]
+            keep.append(a)
+            params_in.append(f"a{i}")
+        else:
+            arg_slots.append(None)
+    captured: list[Tensor] = []
+    namespace: dict[str, Any] = {"_fit": _fit}
+    forward_lines = []
+    shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    for k, e in enumerate(entries):
+        for t in e.inputs:
+            if id(t) not in names:  # made before fn ran, or a constant made inside it
+                names[id(t)] = f"c{len(captured)}"
+                captured.append(t)
+                keep.append(t)
+        names[id(e.out)] = f"t{k}"
+        keep.append(e.out)
+        function = _named(namespace, e.op.name, e.op.forward)
+        call = ", ".join([names[id(t)] for t in e.inputs] + _params(e.params, f"p{k}", namespace))
+        forward_lines.append(f"    t{k} = {function}({call})")
+        shapes[f"t{k}"] = (e.out.shape, e.out.dtype)
+    outputs_list = list(result) if isinstance(result, tuple) else [result]
+    if not all(isinstance(o, Tensor) and id(o) in names for o in outputs_list):
+        raise TypeError("compile: the function must return a Tensor computed by the engine, or "
+                        "a tuple of them")
+    outputs = [names[id(o)] for o in outputs_list]
+    values = [f"t{k}" for k in range(len(entries))]
+    inputs_sig = ", ".join(params_in + [f"c{i}" for i in range(len(captured))])
+    # gradients go to the arguments and captured tensors that require grad (a captured one
+    # with its own graph passes them on: the walker continues from it)
+    leaf_names = list(dict.fromkeys(names[id(t)] for t in keep
+                                    if t.requires_grad and names[id(t)][0] in "ac"))
+    leaves = [(name[0], int(name[1:])) for name in leaf_names]
+    source = [f"def forward({inputs_sig}):", *forward_lines,
+              f"    return ({', '.join(outputs)},), ({', '.join(values)}{',' if values else ''})"]
+    backwards_src: list[list[str] | None] = []
+    for j, out_name in enumerate(outputs):
+        lines = _backward_lines(entries, names, out_name, leaf_names, namespace)
+        if lines is not None:
+            backwards_src.append(
+                [f"def backward{j}(g, {inputs_sig}{', ' if inputs_sig else ''}"
+                 f"{', '.join(values)}{', ' if values else ''}):", *lines])
+        else:
+            backwards_src.append(None)
+    text = "\n".join(source + [line for b in backwards_src if b for line in [""] + b])
+    exec(builtins.compile(text, "<autodiff.compile>", "exec"), namespace)
+    return Program(arg_slots, captured, leaves, outputs, namespace["forward"],
+                   [namespace[f"backward{j}"] if b else None for j, b in enumerate(backwards_src)],
+                   text, shapes, isinstance(result, tuple))
+
+
+def _params(params: dict[str, Any], name: str, namespace: dict[str, Any]) -> list[str]:
+    """Keyword arguments as source: literals where repr gives one, else a namespace constant."""
+    parts = []
+    for key, value in params.items():
+        if _literal(value):
+            parts.append(f"{key}={value!r}")
+        else:
+            namespace[f"{name}_{key}"] = value
+            parts.append(f"{key}={name}_{key}")
+    return parts
+
+
+def _literal(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    return isinstance(value, tuple) and all(_literal(v) for v in value)
+
+
+def _backward_lines(entries: list[Entry], names: dict[int, str], out_name: str,
+                    leaves: list[str], namespace: dict[str, Any]) -> list[str] | None:
+    """The backward of one output: VJP rules in reverse order, contributions summed."""
+    produced = {names[id(e.out)]: k for k, e in enumerate(entries)}
+    if out_name not in produced or not entries[produced[out_name]].out.requires_grad:
+        return None
+    needed = {out_name}  # the slots whose gradient is computed
+    lines = [f"    g_{out_name} = g"]
+    for k in range(produced[out_name], -1, -1):
+        e = entries[k]
+        out = names[id(e.out)]
+        if out not in needed or not e.out.requires_grad:
+            continue
+        rules = e.op.vjps * len(e.inputs) if e.op.variadic else e.op.vjps
+        for i, (t, rule) in enumerate(zip(e.inputs, rules)):
+            if rule is None or not t.requires_grad:
+                continue
+            function = _named(namespace, rule.__name__, rule)
+            name = names[id(t)]
+            arguments = ", ".join([f"g_{out}", out] + [names[id(x)] for x in e.inputs]
+                                  + _params(e.params, f"p{k}", namespace)
+                                  + ([f"which={i}"] if e.op.variadic else []))
+            namespace[f"s{k}_{i}"] = (t.shape, t.dtype)
+            part = f"_fit({function}({arguments}), s{k}_{i})"
+            if name in needed:
+                lines.append(f"    g_{name} = g_{name} + {part}")
+            else:
+                lines.append(f"    g_{name} = {part}")
+                needed.add(name)
+    found = [f"g_{name}" if name in needed else "None" for name in leaves]
+    lines.append(f"    return [{', '.join(found)}]")
+    return lines
+
+
+def _named(namespace: dict[str, Any], name: str, function: Callable[..., Any]) -> str:
+    """The name the generated code calls `function` by: its own, unless another has it."""
+    while namespace.get(name, function) is not function:
+        name += "_"
+    namespace[name] = function
+    return name
+
+
+def _fit(g: Any, shape_and_dtype: tuple[tuple[int, ...], np.dtype]) -> Any:
+    """A rule's result as the walker would pass it on: summed back to its input's shape, in its
+    input's dtype."""
+    shape, dtype = shape_and_dtype
+    if g.shape != shape:
+        g = sum_to(g, shape)
+    return g if g.dtype == dtype else g.astype(dtype)
+
+
+# ---------------------------------------------------------------- replay
+class CompiledNode:
+    """The one node of a replayed output: its backward is the generated backward source.
+    A `graph.GradNode`, whose inputs are the leaves that get gradients."""
+
+    __slots__ = ("program", "index", "values", "inputs", "origin", "recorded_at")
+
+    def __init__(self, program: Program, index: int, values: tuple[Any, ...],
+                 leaves: tuple[Tensor, ...]) -> None:
+        self.program, self.index, self.values = program, index, values
+        self.inputs: tuple[Tensor, ...] | None = leaves
+        self.origin: str | None = None
+        self.recorded_at = InPlace.count
+
+    name = label = "compiled"
+
+    def vjp(self, g: Any, create_graph: bool) -> list[Any]:
+        if self.inputs is None:
+            raise freed_error(self)
+        if create_graph:
+            raise RuntimeError("backward: create_graph=True through an autodiff.compile'd "
+                               "function is not supported; call the function uncompiled to "
+                               "differentiate its gradients")
+        if InPlace.count != self.recorded_at and any(
+                t._version > self.recorded_at for t in self.inputs):
+            raise RuntimeError("backward: a tensor the compiled function used was modified in "
+                               "place after it ran, and its gradient needs the old values")
+        backward = self.program.backwards[self.index]
+        assert backward is not None
+        return list(backward(g, *self.values))
+
+    def release(self) -> None:
+        self.inputs = None
+        self.values = ()
+
+    def formulas(self) -> list[str]:
+        return ["the compiled backward (see step.tape())"]
+
+    def replay(self) -> Callable[..., Any]:
+        raise TypeError("a compiled node cannot be replayed op by op")
+
+    def __repr__(self) -> str:
+        return "<CompiledBackward>"
+
+
+class Compiled:
+    """A function traced once per signature and replayed (`autodiff.compile`)."""
+
+    def __init__(self, fn: Callable[..., Any], check: bool, cache_size: int) -> None:
+        self.fn, self.check, self.cache_size = fn, check, cache_size
+        self.programs: OrderedDict[tuple[Any, ...], Program] = OrderedDict()
+        self.checks_left = CHECKED_CALLS if check else 0
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        key = signature(args, kwargs)
+        program = self.programs.get(key)
+        if program is None or not program.guards_hold():
+            result, entries = trace(self.fn, args, kwargs)
+            self.programs[key] = build(entries, args, result)
+            self.programs.move_to_end(key)
+            while len(self.programs) > self.cache_size:
+                self.programs.popitem(last=False)
+            return result  # the eager run's own outputs
+        self.programs.move_to_end(key)
+        outputs = self._replay(program, args)
+        if self.checks_left:
+            self.checks_left -= 1
+            self._compare(outputs, args, kwargs)
+        return outputs
+
+    def _replay(self, program: Program, args: tuple[Any, ...]) -> Any:
+        arrays = [args[i].data for i in program.arg_slots if i is not None]
+        results, values = program.forward(*arrays, *[t.data for t in program.captured])
+        leaves = tuple(args[i] if kind == "a" else program.captured[i]
+                       for kind, i in program.leaves)
+        outputs = []
+        for j, data in enumerate(results):
+            out = Tensor._wrap(data)
+            if GradMode.enabled and leaves and program.backwards[j] is not None:
+                out.requires_grad = True
+                out.grad_fn = CompiledNode(program, j, (*arrays, *[t.data for t in
+                                                                   program.captured], *values),
+                                           leaves)
+            outputs.append(out)
+        return tuple(outputs) if program.output_is_tuple else outputs[0]
+
+    def _compare(self, outputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """check=True: the eager function must give the same outputs, exactly."""
+        with no_grad():
+            eager = self.fn(*args, **kwargs)
+        replayed = outputs if isinstance(outputs, tuple) else (outputs,)
+        expected = eager if isinstance(eager, tuple) else (eager,)
+        for i, (r, e) in enumerate(zip(replayed, expected)):
+            if r.shape != e.shape or not np.array_equal(r.data, e.data, equal_nan=True):
+                raise CompileCheckError(
+                    f"compile: output {i} of the replayed {self.fn.__name__} differs from the "
+                    "eager run: the function's Python control flow (or an array it computes "
+                    "outside the engine) depends on tensor values, which a tracer cannot see; "
+                    "call it without compile")
+
+    def tape(self, *args: Any, **kwargs: Any) -> str:
+        """The straight-line program replayed for these arguments (traced if need be), one line
+        per op with its output's shape: forward, then each output's backward."""
+        key = signature(args, kwargs)
+        if key not in self.programs:
+            self(*args, **kwargs)
+        program = self.programs[key]
+        lines = [f"# a{i}: argument {i}, {args[i].shape} {args[i].dtype}"
+                 for i in program.arg_slots if i is not None]
+        lines += [f"# c{i}: captured {t.name or ''} {t.shape} {t.dtype}"
+                  f"{', requires grad' if t.requires_grad else ''}"
+                  for i, t in enumerate(program.captured)]
+        for line in program.source.splitlines():
+            slot = line.strip().split(" = ")[0]
+            if slot in program.shapes:
+                shape, dtype = program.shapes[slot]
+                line = f"{line:<60} {shape} {dtype}"
+            lines.append(line)
+        return "\n".join(lines)

@@ -1,0 +1,175 @@
+"""autodiff.compile: a traced, replayed function gives what the eager one gives, forward and
+backward; it traces again on a new signature; check=True catches what a tracer cannot see."""
+
+import numpy as np
+import pytest
+from conftest import scaled
+from hypothesis import given
+from hypothesis import strategies as st
+
+import autodiff as ad
+from autodiff.testing import programs
+from models import MLP, SGD, Adam, cross_entropy, squared_error
+
+
+def notebook_problem(dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = ad.tensor((rng.random((100, 64)) * 16).astype(dtype))
+    y = ad.tensor(np.eye(10, dtype=dtype)[rng.integers(0, 10, 100)])
+    w1 = ad.tensor((rng.standard_normal((64, 50)) * 0.1).astype(dtype), requires_grad=True)
+    w2 = ad.tensor((rng.standard_normal((50, 10)) * 0.1).astype(dtype), requires_grad=True)
+    return x, y, w1, w2
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_notebook_training_is_bit_identical_to_eager(dtype):
+    """Replays run the same ufuncs in the same order as eager: the same bits, step after step."""
+    x, y, w1, w2 = notebook_problem(dtype)
+    eager_weights = [w.data.copy() for w in (w1, w2)]
+    step = ad.compile(lambda x, y: squared_error((x @ w1).relu() @ w2, y))
+    losses, eager_losses = [], []
+    for _ in range(5):
+        loss = step(x, y)
+        loss.backward()
+        for w in (w1, w2):
+            w.data -= 1e-4 * w.grad.data
+            w.grad = None
+        losses.append(loss.item())
+    e1, e2 = (ad.tensor(w, requires_grad=True) for w in eager_weights)
+    for _ in range(5):
+        loss = squared_error((x @ e1).relu() @ e2, y)
+        loss.backward()
+        for w in (e1, e2):
+            w.data -= 1e-4 * w.grad.data
+            w.grad = None
+        eager_losses.append(loss.item())
+    assert losses == eager_losses
+    assert np.array_equal(w1.data, e1.data) and np.array_equal(w2.data, e2.data)
+    assert w1.dtype == dtype
+
+
+@scaled(0.2)
+@given(program=programs(), seed=st.integers(0, 2**32 - 1))
+def test_compiled_and_eager_agree_on_random_programs(program, seed):
+    upstream = np.random.default_rng(seed).standard_normal(program(*program.tensors()).shape)
+    step = ad.compile(program)
+    for _ in range(3):  # the trace, then two replays
+        inputs = program.tensors()
+        out = step(*inputs)
+        out.backward(upstream)
+        eager_inputs = program.tensors()
+        expected = program(*eager_inputs)
+        expected.backward(upstream)
+        np.testing.assert_allclose(out.data, expected.data, rtol=1e-12, atol=1e-12)
+        for t, e in zip(inputs, eager_inputs):
+            assert (t.grad is None) == (e.grad is None)  # an unused input gets none either way
+            if e.grad is not None:
+                np.testing.assert_allclose(t.grad.data, e.grad.data, rtol=1e-10, atol=1e-12)
+    assert len(step.programs) == 1
+
+
+def test_a_new_shape_traces_again_and_the_old_one_is_kept():
+    w = ad.tensor(np.ones(3), requires_grad=True)
+    step = ad.compile(lambda x: (x * w).sum())
+    step(ad.tensor(np.ones((2, 3))))
+    step(ad.tensor(np.ones((4, 3))))
+    step(ad.tensor(np.ones((2, 3))))
+    assert len(step.programs) == 2
+    out = step(ad.tensor(np.full((4, 3), 2.0)))
+    out.backward()
+    assert out.item() == 24.0 and w.grad.tolist() == [8.0, 8.0, 8.0]
+
+
+def test_check_catches_a_value_dependent_branch():
+    def step(x):
+        if x.sum().item() > 0:  # Python control flow on a value: invisible to a tracer
+            return x * 2
+        return x * 3
+
+    checked = ad.compile(step, check=True)
+    checked(ad.tensor([1.0, 2.0]))  # traced with the first branch
+    assert checked(ad.tensor([3.0, 4.0])).tolist() == [6.0, 8.0]  # same branch: fine
+    with pytest.raises(ad.CompileCheckError, match=r"output 0 of the replayed step differs from "
+                                                   r"the eager run: .*control flow"):
+        checked(ad.tensor([-1.0, -2.0]))
+
+
+def test_outputs_kept_by_the_caller_are_never_overwritten():
+    w = ad.tensor([1.0, 2.0], requires_grad=True)
+    step = ad.compile(lambda x: x * w)
+    kept = [step(ad.tensor([float(i), 1.0])) for i in range(4)]
+    assert [k.tolist() for k in kept] == [[0.0, 2.0], [1.0, 2.0], [2.0, 2.0], [3.0, 2.0]]
+
+
+def test_a_module_and_its_optimizer_work_unchanged():
+    rng = np.random.default_rng(0)
+    x, labels = ad.tensor(rng.standard_normal((16, 4))), rng.integers(0, 3, 16)
+    models = [MLP([4, 8, 3], rng=np.random.default_rng(1)) for _ in range(2)]
+    optimizers = [Adam(m.parameters(), lr=1e-2) for m in models]
+    step = ad.compile(lambda x: cross_entropy(models[0](x), labels))
+    for _ in range(4):
+        for loss_of, optimizer in ((step, optimizers[0]),
+                                   (lambda x: cross_entropy(models[1](x), labels),
+                                    optimizers[1])):
+            optimizer.zero_grad()
+            loss_of(x).backward()
+            optimizer.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        np.testing.assert_allclose(a.data, b.data, rtol=1e-12)
+
+
+def test_no_grad_inside_the_step_is_respected():
+    w = ad.tensor([2.0], requires_grad=True)
+
+    def step(x):
+        with ad.no_grad():
+            scale = w * 10  # no gradient through here, as in eager
+        return (x * w * scale).sum()
+
+    compiled = ad.compile(step)
+    for _ in range(2):
+        w.grad = None
+        compiled(ad.tensor([1.0])).backward()
+        assert w.grad.tolist() == [20.0]  # d(x·w·scale)/dw with scale constant
+
+
+def test_create_graph_and_functions_are_refused_clearly():
+    w = ad.tensor([2.0], requires_grad=True)
+    step = ad.compile(lambda x: (x * w * w).sum())
+    step(ad.tensor([1.0]))
+    with pytest.raises(RuntimeError, match="create_graph=True through an autodiff.compile'd"):
+        step(ad.tensor([1.0])).backward(create_graph=True)
+
+    class Double(ad.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.data * 2
+
+    with pytest.raises(TypeError, match="Double: autodiff.compile cannot trace"):
+        ad.compile(lambda x: Double.apply(x))(ad.tensor([1.0]))
+
+
+def test_the_tape_prints_one_line_per_op_with_shapes():
+    x, y, w1, w2 = notebook_problem()
+    w1.name = "w1"
+    step = ad.compile(lambda x, y: squared_error((x @ w1).relu() @ w2, y))
+    tape = step.tape(x, y)
+    assert "# a0: argument 0, (100, 64) float64" in tape
+    assert "# c0: captured w1 (64, 50) float64, requires grad" in tape
+    assert "t0 = matmul(a0, c0)" in tape and "(100, 50) float64" in tape
+    assert "def backward0(" in tape and "softmax_vjp(" in tape and "return [g_c0, g_c1]" in tape
+    assert len([line for line in tape.splitlines() if " = " in line and "t" in line]) >= 14
+
+
+def test_a_sgd_optimizer_on_float32_parameters():
+    x, y, w1, w2 = notebook_problem(np.float32)
+    optimizer = SGD([w1, w2], lr=1e-4)
+    step = ad.compile(lambda x, y: squared_error((x @ w1).relu() @ w2, y))
+    first = None
+    for _ in range(10):
+        optimizer.zero_grad()
+        loss = step(x, y)
+        loss.backward()
+        optimizer.step()
+        first = first if first is not None else loss.item()
+    assert loss.dtype == np.float32 and loss.item() < first
