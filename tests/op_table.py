@@ -48,8 +48,9 @@ class OpCase:
 
     @property
     def exact(self) -> float:
-        """The relative tolerance of identities that hold exactly up to rounding."""
-        return 1e-6 if self.rounds else 1e-9
+        """The relative tolerance of identities that hold exactly up to rounding (float32's
+        rounding, summed over up to 256 elements, for an op that rounds)."""
+        return 1e-5 if self.rounds else 1e-9
 
     def __repr__(self) -> str:
         return self.name
