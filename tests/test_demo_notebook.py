@@ -15,7 +15,8 @@ FIGURES = ["digits", "batch", "activations", "first_update", "loss_by_batch", "l
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("notebook")
-    run_demo("notebook", "--quick", "--out", str(out), "--seed", "1")
+    output = run_demo("notebook", "--quick", "--out", str(out), "--seed", "1")
+    (out / "stdout.txt").write_text(output)
     return out, json.loads((out / "results.json").read_text())
 
 
@@ -50,3 +51,13 @@ def test_results_report_every_training_path(quick_run):
     assert results["max_loss_gap_compiled_vs_numpy"] == 0  # the compiled replay too
     assert results["gradient_gap"]["angle_degrees_median"] > 10
     assert all(0 <= r["test_accuracy"] <= 1 for r in results["runs"])
+
+
+def test_every_stage_says_what_it_does_before_it_runs(quick_run):
+    out, _ = quick_run
+    printed = (out / "stdout.txt").read_text()
+    for stage in ["load digits ...", "train: engine ...", "train: engine, compiled ...",
+                  "gradient gap ...", "embedding: MDS of the raw pixels", "embedding: t-SNE",
+                  "forward against reverse mode ...", "report ..."]:
+        assert stage in printed, stage
+    assert printed.index("embedding: MDS") < printed.index("embedding: t-SNE")
