@@ -184,7 +184,9 @@ class Node:
         self.inputs = None
 
     def formulas(self) -> list[str]:
-        return self.op.formulas()
+        """Its rules' formulas, then its kink and domain in words (generated from the table)."""
+        described = self.op.describe()
+        return self.op.formulas() + ([described] if described else [])
 
     def replay(self) -> Callable[..., Any]:
         return lambda *xs: Dispatch.record(self.op, *xs, **self.params)  # type: ignore[misc]

@@ -258,3 +258,10 @@ def test_backward_steps_is_a_list_of_digraphs():
     steps = viz.backward_steps(program()[0])
     assert isinstance(steps, list) and len(steps) >= 5
     assert all(step.source.startswith("digraph") for step in steps)
+
+
+def test_rules_drawn_include_the_kink_and_domain_the_table_declares():
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    source = viz.to_dot(x.relu().log().sum(), show_rules=True).source
+    assert "at x = 0 the gradient is 0.0" in source  # relu's kink
+    assert "defined for x &gt; 0" in source or "defined for x > 0" in source  # log's domain
