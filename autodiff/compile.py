@@ -18,7 +18,10 @@ What a tracer cannot see: Python control flow that depends on tensor values (an 
 ``.item()``), and arrays computed from tensor values outside the engine; they are frozen as they
 were when traced. ``check=True`` runs the eager function beside the first replays and raises
 `CompileCheckError` on any difference. A user-defined `Function` cannot be traced, and
-``backward(create_graph=True)`` through a compiled function is refused.
+``backward(create_graph=True)`` through a compiled function is refused. Inside forward mode or
+`detect_anomaly`, which watch every op, the function runs eagerly instead of replaying. NumPy
+arrays (not Tensors) that the function reads are frozen into the trace as they were: pass data
+that changes as Tensor arguments, positionally.
 """
 
 from __future__ import annotations
@@ -304,6 +307,13 @@ class Compiled:
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if any(isinstance(v, Tensor) for v in kwargs.values()):
+            raise TypeError(f"compile: pass {self.fn.__name__}'s Tensor arguments positionally "
+                            "(a Tensor given by keyword would be frozen into the trace)")
+        if GradMode.op_hooks or GradMode.detect_anomaly or GradMode.record_origins:
+            # forward mode, anomaly detection and localisation watch every op: a replay runs
+            # none, so run the function as it is
+            return self.fn(*args, **kwargs)
         key = signature(args, kwargs)
         program = self.programs.get(key)
         if program is None or not program.guards_hold():

@@ -173,3 +173,21 @@ def test_a_sgd_optimizer_on_float32_parameters():
         optimizer.step()
         first = first if first is not None else loss.item()
     assert loss.dtype == np.float32 and loss.item() < first
+
+
+def test_inside_forward_mode_or_anomaly_mode_the_function_runs_eagerly():
+    w = ad.tensor([1.5, 2.0], requires_grad=True)
+    step = ad.compile(lambda x: (x * w).sin().sum())
+    x = ad.tensor([0.3, 0.4])
+    step(x)  # traced
+    step(x)  # replayed
+    _, jv = ad.jvp(step, x, ad.tensor([1.0, 0.0]))  # tangents need every op: eager
+    assert jv.item() == pytest.approx(np.cos(0.3 * 1.5) * 1.5)
+    with ad.detect_anomaly(), pytest.raises(ad.AnomalyError, match="log: produced nan"):
+        ad.compile(lambda t: t.log())(ad.tensor([-1.0]))
+
+
+def test_a_tensor_given_by_keyword_is_refused():
+    step = ad.compile(lambda x, scale: x * scale)
+    with pytest.raises(TypeError, match="pass <lambda>'s Tensor arguments positionally"):
+        step(ad.tensor([1.0]), scale=ad.tensor(2.0))
