@@ -113,6 +113,9 @@ class Program:
     shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = field(default_factory=dict)
     output_is_tuple: bool = False
     facts: list[tuple[Any, ...]] = field(default_factory=list)  # the captured tensors' guards
+    # the program as data, for drawing: (slot written, function called, slots read), forward
+    # lines first, then each backward's
+    steps: list[tuple[str, str, list[str]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.facts = [(t.shape, t.dtype, t.requires_grad) for t in self.captured]
@@ -128,11 +131,13 @@ def build(entries: list[Entry], args: tuple[Any, ...], result: Any) -> Program:
     """The program for one trace: forward and backward source, compiled."""
     names: dict[int, str] = {}  # id(tensor) -> slot name
     keep: list[Tensor] = []  # tensors named, kept alive so their ids stay theirs
+    shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}  # each slot's, for tape and viz
     arg_slots: list[int | None] = []
     params_in: list[str] = []
     for i, a in enumerate(args):
         if isinstance(a, Tensor) and id(a) not in names:
             names[id(a)], arg_slots = f"a{i}", arg_slots + [i]
+            shapes[f"a{i}"] = (a.shape, a.dtype)
             keep.append(a)
             params_in.append(f"a{i}")
         else:
@@ -140,11 +145,12 @@ def build(entries: list[Entry], args: tuple[Any, ...], result: Any) -> Program:
     captured: list[Tensor] = []
     namespace: dict[str, Any] = {"_fit": _fit}
     forward_lines = []
-    shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    steps: list[tuple[str, str, list[str]]] = []
     for k, e in enumerate(entries):
         for t in e.inputs:
             if id(t) not in names:  # made before fn ran, or a constant made inside it
                 names[id(t)] = f"c{len(captured)}"
+                shapes[names[id(t)]] = (t.shape, t.dtype)
                 captured.append(t)
                 keep.append(t)
         names[id(e.out)] = f"t{k}"
@@ -152,6 +158,7 @@ def build(entries: list[Entry], args: tuple[Any, ...], result: Any) -> Program:
         function = _named(namespace, e.op.name, e.op.forward)
         call = ", ".join([names[id(t)] for t in e.inputs] + _params(e.params, f"p{k}", namespace))
         forward_lines.append(f"    t{k} = {function}({call})")
+        steps.append((f"t{k}", function, [names[id(t)] for t in e.inputs]))
         shapes[f"t{k}"] = (e.out.shape, e.out.dtype)
     outputs_list = list(result) if isinstance(result, tuple) else [result]
     if not all(isinstance(o, Tensor) and id(o) in names for o in outputs_list):
@@ -169,7 +176,7 @@ def build(entries: list[Entry], args: tuple[Any, ...], result: Any) -> Program:
               f"    return ({', '.join(outputs)},), ({', '.join(values)}{',' if values else ''})"]
     backwards_src: list[list[str] | None] = []
     for j, out_name in enumerate(outputs):
-        lines = _backward_lines(entries, names, out_name, leaf_names, namespace)
+        lines = _backward_lines(entries, names, out_name, leaf_names, namespace, steps)
         if lines is not None:
             backwards_src.append(
                 [f"def backward{j}(g, {inputs_sig}{', ' if inputs_sig else ''}"
@@ -180,7 +187,7 @@ def build(entries: list[Entry], args: tuple[Any, ...], result: Any) -> Program:
     exec(builtins.compile(text, "<autodiff.compile>", "exec"), namespace)
     return Program(arg_slots, captured, leaves, outputs, namespace["forward"],
                    [namespace[f"backward{j}"] if b else None for j, b in enumerate(backwards_src)],
-                   text, shapes, isinstance(result, tuple))
+                   text, shapes, isinstance(result, tuple), steps=steps)
 
 
 def _params(params: dict[str, Any], name: str, namespace: dict[str, Any]) -> list[str]:
@@ -202,7 +209,8 @@ def _literal(value: Any) -> bool:
 
 
 def _backward_lines(entries: list[Entry], names: dict[int, str], out_name: str,
-                    leaves: list[str], namespace: dict[str, Any]) -> list[str] | None:
+                    leaves: list[str], namespace: dict[str, Any],
+                    steps: list[tuple[str, str, list[str]]]) -> list[str] | None:
     """The backward of one output: VJP rules in reverse order, contributions summed."""
     produced = {names[id(e.out)]: k for k, e in enumerate(entries)}
     if out_name not in produced or not entries[produced[out_name]].out.requires_grad:
@@ -230,6 +238,8 @@ def _backward_lines(entries: list[Entry], names: dict[int, str], out_name: str,
             else:
                 lines.append(f"    g_{name} = {part}")
                 needed.add(name)
+            steps.append((f"g_{name}", function, [f"g_{out}", out] +
+                          [names[id(x)] for x in e.inputs]))
     found = [f"g_{name}" if name in needed else "None" for name in leaves]
     lines.append(f"    return [{', '.join(found)}]")
     return lines
@@ -360,13 +370,17 @@ class Compiled:
                     "outside the engine) depends on tensor values, which a tracer cannot see; "
                     "call it without compile")
 
-    def tape(self, *args: Any, **kwargs: Any) -> str:
-        """The straight-line program replayed for these arguments (traced if need be), one line
-        per op with its output's shape: forward, then each output's backward."""
+    def program(self, *args: Any, **kwargs: Any) -> Program:
+        """The program replayed for these arguments (traced if need be)."""
         key = signature(args, kwargs)
         if key not in self.programs:
             self(*args, **kwargs)
-        program = self.programs[key]
+        return self.programs[key]
+
+    def tape(self, *args: Any, **kwargs: Any) -> str:
+        """The straight-line program replayed for these arguments (traced if need be), one line
+        per op with its output's shape: forward, then each output's backward."""
+        program = self.program(*args, **kwargs)
         lines = [f"# a{i}: argument {i}, {args[i].shape} {args[i].dtype}"
                  for i in program.arg_slots if i is not None]
         lines += [f"# c{i}: captured {t.name or ''} {t.shape} {t.dtype}"

@@ -265,3 +265,13 @@ def test_rules_drawn_include_the_kink_and_domain_the_table_declares():
     source = viz.to_dot(x.relu().log().sum(), show_rules=True).source
     assert "at x = 0 the gradient is 0.0" in source  # relu's kink
     assert "defined for x &gt; 0" in source or "defined for x > 0" in source  # log's domain
+
+
+def test_the_compiled_tape_draws_forward_ops_backward_rules_and_shaped_slots():
+    w = ad.tensor(np.ones((3, 2)), requires_grad=True)
+    step = ad.compile(lambda x: (x @ w).tanh().sum())
+    source = viz.tape_to_dot(step, ad.tensor(np.ones((4, 3)))).source
+    assert 'label=matmul fillcolor="#eeeeee"' in source  # the forward line
+    assert 'label=tanh_vjp fillcolor="#fdd49e"' in source  # a backward rule
+    assert 'label="c0\\n(3, 2) float64"' in source and 'label="g_c0\\n(3, 2) float64"' in source
+    assert "t0 -> line" in source  # the backward reads the forward's values

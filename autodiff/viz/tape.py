@@ -1,0 +1,32 @@
+"""Drawing what `autodiff.compile` replays: its straight-line program as a graph."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autodiff.compile import Compiled
+from autodiff.viz.dot import STYLE, Digraph, _escape, _require_graphviz
+
+
+def tape_to_dot(step: Compiled, *args: Any, rankdir: str = "TB", **kwargs: Any) -> Digraph:
+    """The program `step` replays for these arguments (traced if need be): each slot a box with
+    its shape, each line of the forward an op (grey), each line of the backward the VJP rule it
+    calls (orange), edges from the slots a line reads to the slot it writes."""
+    _require_graphviz()
+    program = step.program(*args, **kwargs)
+    dot = Digraph("tape", graph_attr=dict(rankdir=rankdir, fontname="Helvetica"))
+    slots: set[str] = set()
+    for k, (written, function, read) in enumerate(program.steps):
+        backward = written.startswith("g_")
+        dot.node(f"line{k}", _escape(function), **dict(
+            STYLE["op"], fillcolor="#fdd49e" if backward else "#eeeeee"))
+        for slot in [*read, written]:
+            if slot not in slots:
+                slots.add(slot)
+                shape = program.shapes.get(slot.removeprefix("g_"))
+                label = slot if shape is None else f"{slot}\\n{shape[0]} {shape[1]}"
+                dot.node(slot, _escape(label).replace("\\\\n", "\\n"), **STYLE["tensor"])
+        for slot in read:
+            dot.edge(slot, f"line{k}")
+        dot.edge(f"line{k}", written)
+    return dot
