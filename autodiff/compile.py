@@ -267,12 +267,13 @@ class CompiledNode:
     """The one node of a replayed output: its backward is the generated backward source.
     A `graph.GradNode`, whose inputs are the leaves that get gradients."""
 
-    __slots__ = ("program", "index", "values", "inputs", "origin", "recorded_at")
+    __slots__ = ("program", "index", "values", "inputs", "read", "origin", "recorded_at")
 
     def __init__(self, program: Program, index: int, values: tuple[Any, ...],
-                 leaves: tuple[Tensor, ...]) -> None:
+                 leaves: tuple[Tensor, ...], read: tuple[Tensor, ...]) -> None:
         self.program, self.index, self.values = program, index, values
         self.inputs: tuple[Tensor, ...] | None = leaves
+        self.read = read  # every tensor the program read: none may change before backward
         self.origin: str | None = None
         self.recorded_at = InPlace.count
 
@@ -286,7 +287,7 @@ class CompiledNode:
                                "function is not supported; call the function uncompiled to "
                                "differentiate its gradients")
         if InPlace.count != self.recorded_at and any(
-                t._version > self.recorded_at for t in self.inputs):
+                t._version > self.recorded_at for t in self.read):
             raise RuntimeError("backward: a tensor the compiled function used was modified in "
                                "place after it ran, and its gradient needs the old values")
         backward = self.program.backwards[self.index]
@@ -295,7 +296,7 @@ class CompiledNode:
 
     def release(self) -> None:
         self.inputs = None
-        self.values = ()
+        self.values = self.read = ()
 
     def formulas(self) -> list[str]:
         return ["the compiled backward (see step.tape())"]
@@ -345,6 +346,7 @@ class Compiled:
         results, values = program.forward(*arrays, *[t.data for t in program.captured])
         leaves = tuple(args[i] if kind == "a" else program.captured[i]
                        for kind, i in program.leaves)
+        read = (*[args[i] for i in program.arg_slots if i is not None], *program.captured)
         outputs = []
         for j, data in enumerate(results):
             out = Tensor._wrap(data)
@@ -352,7 +354,7 @@ class Compiled:
                 out.requires_grad = True
                 out.grad_fn = CompiledNode(program, j, (*arrays, *[t.data for t in
                                                                    program.captured], *values),
-                                           leaves)
+                                           leaves, read)
             outputs.append(out)
         return tuple(outputs) if program.output_is_tuple else outputs[0]
 

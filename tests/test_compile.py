@@ -191,3 +191,14 @@ def test_a_tensor_given_by_keyword_is_refused():
     step = ad.compile(lambda x, scale: x * scale)
     with pytest.raises(TypeError, match="pass <lambda>'s Tensor arguments positionally"):
         step(ad.tensor([1.0]), scale=ad.tensor(2.0))
+
+
+def test_an_argument_modified_in_place_before_backward_is_refused_as_in_eager():
+    w = ad.tensor([1.0, 2.0], requires_grad=True)
+    step = ad.compile(lambda x: (x * w).sum())
+    step(ad.tensor([3.0, 4.0]))  # traced
+    x = ad.tensor([3.0, 4.0])
+    loss = step(x)  # replayed: its backward reads x (d/dw = x)
+    x.zero_()
+    with pytest.raises(RuntimeError, match="modified in place after it ran"):
+        loss.backward()
