@@ -7,16 +7,20 @@ from collections.abc import Callable
 import numpy as np
 
 import autodiff as ad
-from models import squared_error
+from models import Softmax, squared_error
 from models.numpy_backprop import loss_and_grads
 
 LR = 1e-6
 
 
-def training_steps(rows: int, sizes: tuple[int, int, int], dtype) -> dict[str, Callable]:
+def training_steps(rows: int, sizes: tuple[int, int, int], dtype,
+                   pytorch_cell: bool = False) -> dict[str, Callable]:
     """One SGD step of the notebook's network (relu, softmax, squared error, no biases) on
     `rows` × sizes[0] inputs, by the engine and by the hand-derived NumPy backprop, from the
-    same weights. Returns {"engine": step, "compiled": step (autodiff.compile), "numpy": step}."""
+    same weights. Returns {"engine": step, "compiled": step (autodiff.compile), "numpy": step}.
+    With `pytorch_cell`, the engine's step is written as the notebook's PyTorch cell: ``mm``,
+    ``clamp(min=0)``, an ``nn.Softmax``-style module, ``** 2``, gradients zeroed (in place)
+    before backward."""
     rng = np.random.default_rng(0)
     n_in, n_hidden, n_out = sizes
     x = (rng.random((rows, n_in)) * 16).astype(dtype)
@@ -36,8 +40,26 @@ def training_steps(rows: int, sizes: tuple[int, int, int], dtype) -> dict[str, C
                 w.grad = None
         return step
 
+    def cell_step(loss_of: Callable[[ad.Tensor, ad.Tensor], ad.Tensor]) -> Callable[[], None]:
+        def step() -> None:
+            loss = loss_of(x_t, y_t)
+            for w in (w1_t, w2_t):
+                if w.grad is not None:
+                    w.grad.zero_()
+            loss.backward()
+            for w in (w1_t, w2_t):
+                w.data -= LR * w.grad.data
+        return step
+
+    softmax = Softmax(dim=1)
+
     def loss(x: ad.Tensor, y: ad.Tensor) -> ad.Tensor:
+        if pytorch_cell:
+            return ((softmax(x.mm(w1_t).clamp(min=0).mm(w2_t)) - y) ** 2).sum()
         return squared_error((x @ w1_t).relu() @ w2_t, y)
+
+    if pytorch_cell:
+        engine_step = cell_step
 
     def numpy() -> None:
         _, dw1, dw2 = loss_and_grads(x, y, w1_np, w2_np)
