@@ -144,7 +144,7 @@ def report(results: dict) -> None:
           f"({m['blas']}), BLAS on 1 thread; glibc's malloc thresholds "
           f"{'fixed' if m['malloc thresholds fixed'] else 'not fixed'}"
           f"{'; QUICK run' if results['quick'] else ''}\n")
-    print(f"{'training step':<48}{'µs':>9}{'NumPy µs':>10}{'ratio':>8}{'target':>8}"
+    print(f"{'training step':<54}{'µs':>9}{'NumPy µs':>10}{'ratio':>8}{'target':>8}"
           f"{'met':>5}{'peak mem':>10}{'PyTorch':>9}")
     for name, r in results["steps"].items():
         torch = f"{r['pytorch']['ratio']:.2f}×" if "pytorch" in r else "—"
@@ -152,7 +152,7 @@ def report(results: dict) -> None:
             met = "yes" if r[kind]["ratio"] <= target else "no"
             memory = f"{r['peak memory ratio']:>9.2f}×" if kind == "engine" else ""
             label = f"{name}, {'eager' if kind == 'engine' else 'compiled'}"
-            print(f"{label:<48}{r[kind]['us']:>9.1f}{r['numpy']['us']:>10.1f}"
+            print(f"{label:<54}{r[kind]['us']:>9.1f}{r['numpy']['us']:>10.1f}"
                   f"{r[kind]['ratio']:>7.2f}×{target:>7.2f}×{met:>5}{memory:>10}"
                   f"{torch if kind == 'engine' else '':>9}")
     o = results["per-op overhead us"]
