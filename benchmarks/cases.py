@@ -58,15 +58,14 @@ def training_steps(rows: int, sizes: tuple[int, int, int], dtype,
             return ((softmax(x.mm(w1_t).clamp(min=0).mm(w2_t)) - y) ** 2).sum()
         return squared_error((x @ w1_t).relu() @ w2_t, y)
 
-    if pytorch_cell:
-        engine_step = cell_step
+    step_of = cell_step if pytorch_cell else engine_step
 
     def numpy() -> None:
         _, dw1, dw2 = loss_and_grads(x, y, w1_np, w2_np)
         w1_np[...] -= LR * dw1
         w2_np[...] -= LR * dw2
 
-    steps = {"engine": engine_step(loss), "compiled": engine_step(ad.compile(loss)),
+    steps = {"engine": step_of(loss), "compiled": step_of(ad.compile(loss)),
              "numpy": numpy}
     torch_step = _torch_step(x, y, w1, w2)
     if torch_step is not None:
