@@ -33,7 +33,34 @@ def backward(root: Tensor, gradient: Any = None, *, retain_graph: bool = False,
              create_graph: bool = False) -> None:
     """``root.backward(...)``: accumulate into the ``.grad`` of every leaf that requires grad."""
     seed = _seed("backward", root, gradient, create_graph)
-    _walk([root], [seed], retain_graph or create_graph, create_graph, targets=None)
+    if create_graph or GradMode.observers or GradMode.detect_anomaly or not _into_leaves(
+            root, seed, retain_graph):
+        _walk([root], [seed], retain_graph or create_graph, create_graph, targets=None)
+
+
+def _into_leaves(root: Tensor, seed: Any, retain: bool) -> bool:
+    """The shortcut for a graph of one node whose inputs are distinct leaves (a compiled step,
+    ``(x * w).sum()`` is not: two nodes): there is no order to work out, so its gradients go
+    straight into the leaves, as the walk would put them. False, doing nothing, for any other
+    graph."""
+    node = root.grad_fn
+    if node is None or node.inputs is None:
+        return False
+    inputs = node.inputs
+    for t in inputs:
+        if t.grad_fn is not None:
+            return False
+    if len(set(inputs)) < len(inputs):
+        return False
+    input_grads = node.vjp(seed, False)
+    if len(input_grads) > 1 and _shares(input_grads):
+        input_grads = _unshared(input_grads)
+    for t, g in zip(inputs, input_grads):
+        if g is not None and t.requires_grad:
+            _accumulate_into_leaf(t, _fitted(g, t.data, False), False)
+    if not retain:
+        node.release()
+    return True
 
 
 def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
@@ -85,7 +112,7 @@ def _seed(caller: str, root: Tensor, gradient: Any, create_graph: bool) -> Any:
         if root.size != 1:
             raise RuntimeError(f"{caller}: a gradient can be implied only for a tensor of one "
                                f"element; this one has shape {root.shape}: pass gradient=")
-        g = np.ones_like(root.data)
+        g = np.ones(root.data.shape, root.data.dtype)
     else:
         if create_graph and is_tensor(gradient):
             g = gradient  # a recorded backward keeps the seed's own graph
@@ -166,15 +193,20 @@ def _pass_on(inputs: tuple[Tensor, ...], input_grads: list[Any], grads: dict[Ten
         if not inp.requires_grad:
             continue
         if g_inp is not None:
-            data = inp.data
-            if g_inp.shape != data.shape:
-                g_inp = sum_to(g_inp, data.shape)  # undo broadcasting
-            if not create_graph and g_inp.dtype is not data.dtype and g_inp.dtype != data.dtype:
-                g_inp = g_inp.astype(data.dtype)
+            g_inp = _fitted(g_inp, inp.data, create_graph)
             grads[inp] = g_inp if inp not in grads else grads[inp] + g_inp
         pending[inp] -= 1
         if pending[inp] == 0 and inp in grads:
             ready.append(inp)
+
+
+def _fitted(g: Any, data: np.ndarray, create_graph: bool) -> Any:
+    """A rule's result summed back to its input's shape (undoing broadcasting), in its dtype."""
+    if g.shape != data.shape:
+        g = sum_to(g, data.shape)
+    if not create_graph and g.dtype is not data.dtype and g.dtype != data.dtype:
+        g = g.astype(data.dtype)
+    return g
 
 
 def _shares(grads: list[Any]) -> bool:

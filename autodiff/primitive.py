@@ -141,15 +141,17 @@ class Dispatch:
         op = OPS[name]
         # inputs first, then positional params (a variadic op takes them all as inputs)
         arity, param_names = None if op.variadic else len(op.vjps), op.params
+        forward = op.forward
 
         def call(*args: Value, **params: Any) -> Value:
-            if arity is not None:
+            if arity is not None and len(args) > arity:
                 params.update(zip(param_names, args[arity:]))
-            inputs = args[:arity]
-            tensor = Dispatch.tensor_type
-            if tensor is not None and any(isinstance(a, tensor) for a in inputs):
-                return Dispatch.record(op, *inputs, **params)  # type: ignore[misc]
-            return op.forward(*inputs, **params)
+                args = args[:arity]
+            tensor = Dispatch.tensor_type or ()  # () until autodiff.tensor connects
+            for a in args:  # a loop, not any(): every rule calling a primitive runs this
+                if isinstance(a, tensor):
+                    return Dispatch.record(op, *args, **params)  # type: ignore[misc]
+            return forward(*args, **params)
 
         call.__name__ = name
         setattr(self, name, call)  # looked up once: later calls find the attribute
