@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import builtins
 import functools
-from collections import OrderedDict
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from autodiff.graph import GradMode, InPlace, freed_error, no_grad
-from autodiff.primitive import Op, sum_to
+from autodiff.primitive import OPS, Op, sum_to
 from autodiff.tensor import Tensor
 
 CHECKED_CALLS = 3  # replays compared with an eager run under check=True
@@ -81,69 +81,48 @@ def trace(fn: Callable[..., Any], args: tuple[Any, ...],
     return result, entries
 
 
-def signature(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-    """What a trace is specialised to: tensors by shape, dtype and requires_grad, other
-    arguments by value (unhashable ones by identity)."""
-    def key(value: Any) -> Any:
-        if isinstance(value, Tensor):
-            return ("tensor", value.shape, value.dtype.str, value.requires_grad)
-        try:
-            hash(value)
-        except TypeError:
-            return ("object", id(value))
-        return ("value", type(value).__name__, value)
-    return (GradMode.enabled, *(key(a) for a in args),
-            *((k, key(v)) for k, v in sorted(kwargs.items())))
-
-
 # ---------------------------------------------------------------- the program
 @dataclass
 class Program:
-    """A traced function as two generated Python functions, and the slots they read."""
+    """A traced function as generated Python functions, and the tensors they read."""
 
-    arg_slots: list[int | None]  # for each positional argument: its tensor's slot, or None
+    guard: Callable[[tuple[Any, ...], dict[str, Any]], bool]  # may this call replay it?
+    arg_slots: tuple[int, ...]  # the positions of the Tensor arguments (a0, a1, ...)
     captured: list[Tensor]  # tensors fn reached that are not arguments (weights, constants)
     # the slots that get gradients (the node's inputs): ("a", argument position) resolved on
     # each call, or ("c", captured position)
     leaves: list[tuple[str, int]]
-    outputs: list[str]  # the output slots' names
     forward: Callable[..., Any]
     backwards: list[Callable[..., Any] | None]  # per output; None when it needs no gradient
     source: str
     shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = field(default_factory=dict)
     output_is_tuple: bool = False
-    facts: list[tuple[Any, ...]] = field(default_factory=list)  # the captured tensors' guards
     # the program as data, for drawing: (slot written, function called, slots read), forward
     # lines first, then each backward's
     steps: list[tuple[str, str, list[str]]] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self.facts = [(t.shape, t.dtype, t.requires_grad) for t in self.captured]
 
-    def guards_hold(self) -> bool:
-        """Whether the captured tensors still have the shapes, dtypes and requires_grad the
-        program was written for."""
-        return all((t.shape, t.dtype, t.requires_grad) == f
-                   for t, f in zip(self.captured, self.facts))
+# names the generated code uses for itself: an op or a type of the same name gets another
+RESERVED = dict(len=len, isinstance=isinstance, type=type, GradMode=GradMode, Tensor=Tensor,
+                sum_to=sum_to, guard=None, forward=None, captured=None, args=None, kwargs=None,
+                g=None, missing=object())  # missing: a keyword argument not given
 
 
-def build(entries: list[Entry], args: tuple[Any, ...], result: Any) -> Program:
-    """The program for one trace: forward and backward source, compiled."""
+def build(entries: list[Entry], args: tuple[Any, ...], kwargs: dict[str, Any],
+          result: Any) -> Program:
+    """The program for one trace: guard, forward and backward source, compiled."""
     names: dict[int, str] = {}  # id(tensor) -> slot name
     keep: list[Tensor] = []  # tensors named, kept alive so their ids stay theirs
     shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}  # each slot's, for tape and viz
-    arg_slots: list[int | None] = []
-    params_in: list[str] = []
+    arg_slots: list[int] = []
     for i, a in enumerate(args):
         if isinstance(a, Tensor) and id(a) not in names:
-            names[id(a)], arg_slots = f"a{i}", arg_slots + [i]
+            names[id(a)] = f"a{i}"
+            arg_slots.append(i)
             shapes[f"a{i}"] = (a.shape, a.dtype)
             keep.append(a)
-            params_in.append(f"a{i}")
-        else:
-            arg_slots.append(None)
     captured: list[Tensor] = []
-    namespace: dict[str, Any] = {"_fit": _fit}
+    namespace: dict[str, Any] = dict(RESERVED)
     forward_lines = []
     steps: list[tuple[str, str, list[str]]] = []
     for k, e in enumerate(entries):
@@ -166,17 +145,19 @@ def build(entries: list[Entry], args: tuple[Any, ...], result: Any) -> Program:
                         "a tuple of them")
     outputs = [names[id(o)] for o in outputs_list]
     values = [f"t{k}" for k in range(len(entries))]
-    inputs_sig = ", ".join(params_in + [f"c{i}" for i in range(len(captured))])
+    inputs_sig = ", ".join([f"a{i}" for i in arg_slots] + [f"c{i}" for i in range(len(captured))])
     # gradients go to the arguments and captured tensors that require grad (a captured one
     # with its own graph passes them on: the walker continues from it)
     leaf_names = list(dict.fromkeys(names[id(t)] for t in keep
                                     if t.requires_grad and names[id(t)][0] in "ac"))
     leaves = [(name[0], int(name[1:])) for name in leaf_names]
-    source = [f"def forward({inputs_sig}):", *forward_lines,
+    namespace["captured"] = captured
+    source = [*_guard_lines(args, kwargs, captured, namespace), "",
+              f"def forward({inputs_sig}):", *forward_lines,
               f"    return ({', '.join(outputs)},), ({', '.join(values)}{',' if values else ''})"]
     backwards_src: list[list[str] | None] = []
     for j, out_name in enumerate(outputs):
-        lines = _backward_lines(entries, names, out_name, leaf_names, namespace, steps)
+        lines = _backward_lines(entries, names, out_name, leaf_names, namespace, steps, shapes)
         if lines is not None:
             backwards_src.append(
                 [f"def backward{j}(g, {inputs_sig}{', ' if inputs_sig else ''}"
@@ -185,9 +166,41 @@ def build(entries: list[Entry], args: tuple[Any, ...], result: Any) -> Program:
             backwards_src.append(None)
     text = "\n".join(source + [line for b in backwards_src if b for line in [""] + b])
     exec(builtins.compile(text, "<autodiff.compile>", "exec"), namespace)
-    return Program(arg_slots, captured, leaves, outputs, namespace["forward"],
+    return Program(namespace["guard"], tuple(arg_slots), captured, leaves, namespace["forward"],
                    [namespace[f"backward{j}"] if b else None for j, b in enumerate(backwards_src)],
                    text, shapes, isinstance(result, tuple), steps=steps)
+
+
+def _guard_lines(args: tuple[Any, ...], kwargs: dict[str, Any], captured: list[Tensor],
+                 namespace: dict[str, Any]) -> list[str]:
+    """The guard's source: what a call must share with the traced one to replay its program.
+    Grad mode; Tensor arguments by shape, dtype and requires_grad; other arguments by value
+    (unhashable ones by identity); the captured tensors by the same facts as arguments."""
+    checks = [f"GradMode.enabled is {GradMode.enabled}",
+              f"len(args) == {len(args)}", f"len(kwargs) == {len(kwargs)}"]
+    for i, a in enumerate(args):
+        checks += _checks(f"args[{i}]", a, f"arg{i}", namespace)
+    for key, value in sorted(kwargs.items()):
+        checks += _checks(f"kwargs.get({key!r}, missing)", value, f"kwarg_{key}", namespace)
+    for i, t in enumerate(captured):  # the same objects every call: their facts may change
+        checks += _checks(f"captured[{i}]", t, "", namespace)[1:]
+    return ["def guard(args, kwargs):", "    return (" + "\n            and ".join(checks) + ")"]
+
+
+def _checks(expression: str, value: Any, name: str, namespace: dict[str, Any]) -> list[str]:
+    """The conditions under which `expression` may stand for the traced `value`."""
+    if isinstance(value, Tensor):
+        dtype = _named(namespace, value.dtype.name, value.dtype)
+        return [f"isinstance({expression}, Tensor)", f"{expression}.data.shape == {value.shape}",
+                f"{expression}.data.dtype == {dtype}",
+                f"{expression}.requires_grad is {value.requires_grad}"]
+    name = _named(namespace, name, value)
+    try:
+        hash(value)
+    except TypeError:
+        return [f"{expression} is {name}"]
+    kind = _named(namespace, type(value).__name__, type(value))
+    return [f"type({expression}) is {kind}", f"({expression} is {name} or {expression} == {name})"]
 
 
 def _params(params: dict[str, Any], name: str, namespace: dict[str, Any]) -> list[str]:
@@ -210,39 +223,62 @@ def _literal(value: Any) -> bool:
 
 def _backward_lines(entries: list[Entry], names: dict[int, str], out_name: str,
                     leaves: list[str], namespace: dict[str, Any],
-                    steps: list[tuple[str, str, list[str]]]) -> list[str] | None:
-    """The backward of one output: VJP rules in reverse order, contributions summed."""
+                    steps: list[tuple[str, str, list[str]]],
+                    shapes: dict[str, tuple[tuple[int, ...], np.dtype]]) -> list[str] | None:
+    """The backward of one output: VJP rules in reverse order, contributions summed.
+
+    The rules run once here, on the traced values, so each contribution's shape and dtype is
+    known (as torch.fx's shape propagation does): only one that differs from its input's is
+    given the walker's ``sum_to`` (undo broadcasting) or ``astype``, in the source itself."""
     produced = {names[id(e.out)]: k for k, e in enumerate(entries)}
     if out_name not in produced or not entries[produced[out_name]].out.requires_grad:
         return None
-    needed = {out_name}  # the slots whose gradient is computed
+    root = entries[produced[out_name]].out
+    grads = {out_name: np.ones_like(root.data)}  # the gradients of this one run
+    shapes[f"g_{out_name}"] = (root.shape, root.dtype)
     lines = [f"    g_{out_name} = g"]
     for k in range(produced[out_name], -1, -1):
         e = entries[k]
         out = names[id(e.out)]
-        if out not in needed or not e.out.requires_grad:
+        if out not in grads or not e.out.requires_grad:
             continue
         rules = e.op.vjps * len(e.inputs) if e.op.variadic else e.op.vjps
         for i, (t, rule) in enumerate(zip(e.inputs, rules)):
             if rule is None or not t.requires_grad:
                 continue
+            params = {**e.params, "which": i} if e.op.variadic else e.params
+            rule = on_arrays(rule)
+            with np.errstate(all="ignore"):
+                part = rule(grads[out], e.out.data, *[x.data for x in e.inputs], **params)
             function = _named(namespace, rule.__name__, rule)
+            call = (f"{function}({', '.join([f'g_{out}', out] + [names[id(x)] for x in e.inputs])}"
+                    f"{''.join(', ' + p for p in _params(params, f'p{k}', namespace))})")
+            if part.shape != t.shape:
+                part, call = sum_to(part, t.shape), f"sum_to({call}, {t.shape})"
+            if part.dtype != t.dtype:
+                part, call = part.astype(t.dtype), f"{call}.astype({t.dtype.name!r})"
             name = names[id(t)]
-            arguments = ", ".join([f"g_{out}", out] + [names[id(x)] for x in e.inputs]
-                                  + _params(e.params, f"p{k}", namespace)
-                                  + ([f"which={i}"] if e.op.variadic else []))
-            namespace[f"s{k}_{i}"] = (t.shape, t.dtype)
-            part = f"_fit({function}({arguments}), s{k}_{i})"
-            if name in needed:
-                lines.append(f"    g_{name} = g_{name} + {part}")
+            if name in grads:
+                grads[name] = grads[name] + part
+                lines.append(f"    g_{name} = g_{name} + {call}")
             else:
-                lines.append(f"    g_{name} = {part}")
-                needed.add(name)
+                grads[name] = part
+                lines.append(f"    g_{name} = {call}")
+                shapes[f"g_{name}"] = (t.shape, t.dtype)
             steps.append((f"g_{name}", function, [f"g_{out}", out] +
                           [names[id(x)] for x in e.inputs]))
-    found = [f"g_{name}" if name in needed else "None" for name in leaves]
+    found = [f"g_{name}" if name in grads else "None" for name in leaves]
     lines.append(f"    return [{', '.join(found)}]")
     return lines
+
+
+@functools.cache
+def on_arrays(rule: Callable[..., Any]) -> Callable[..., Any]:
+    """The rule itself, with ``prim.NAME`` bound to the op's forward: a compiled backward runs
+    on arrays only (create_graph is refused), so it needs no dispatch on the operands' type."""
+    forwards = types.SimpleNamespace(**{name: op.forward for name, op in OPS.items()})
+    return types.FunctionType(rule.__code__, {**rule.__globals__, "prim": forwards},
+                              rule.__name__, rule.__defaults__, rule.__closure__)
 
 
 def _named(namespace: dict[str, Any], name: str, function: Callable[..., Any]) -> str:
@@ -252,14 +288,6 @@ def _named(namespace: dict[str, Any], name: str, function: Callable[..., Any]) -
     namespace[name] = function
     return name
 
-
-def _fit(g: Any, shape_and_dtype: tuple[tuple[int, ...], np.dtype]) -> Any:
-    """A rule's result as the walker would pass it on: summed back to its input's shape, in its
-    input's dtype."""
-    shape, dtype = shape_and_dtype
-    if g.shape != shape:
-        g = sum_to(g, shape)
-    return g if g.dtype == dtype else g.astype(dtype)
 
 
 # ---------------------------------------------------------------- replay
@@ -313,49 +341,55 @@ class Compiled:
 
     def __init__(self, fn: Callable[..., Any], check: bool, cache_size: int) -> None:
         self.fn, self.check, self.cache_size = fn, check, cache_size
-        self.programs: OrderedDict[tuple[Any, ...], Program] = OrderedDict()
+        self.programs: list[Program] = []  # the most recently used first
         self.checks_left = CHECKED_CALLS if check else 0
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if any(isinstance(v, Tensor) for v in kwargs.values()):
+        if kwargs and any(isinstance(v, Tensor) for v in kwargs.values()):
             raise TypeError(f"compile: pass {self.fn.__name__}'s Tensor arguments positionally "
                             "(a Tensor given by keyword would be frozen into the trace)")
         if GradMode.op_hooks or GradMode.detect_anomaly or GradMode.record_origins:
             # forward mode, anomaly detection and localisation watch every op: a replay runs
             # none, so run the function as it is
             return self.fn(*args, **kwargs)
-        key = signature(args, kwargs)
-        program = self.programs.get(key)
-        if program is None or not program.guards_hold():
-            result, entries = trace(self.fn, args, kwargs)
-            self.programs[key] = build(entries, args, result)
-            self.programs.move_to_end(key)
-            while len(self.programs) > self.cache_size:
-                self.programs.popitem(last=False)
-            return result  # the eager run's own outputs
-        self.programs.move_to_end(key)
+        program = self._find(args, kwargs)
+        if program is None:
+            return self._trace(args, kwargs)  # the eager run's own outputs
         outputs = self._replay(program, args)
         if self.checks_left:
             self.checks_left -= 1
             self._compare(outputs, args, kwargs)
         return outputs
 
+    def _find(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Program | None:
+        """The cached program whose guard this call passes, if any."""
+        for k, program in enumerate(self.programs):
+            if program.guard(args, kwargs):
+                if k:
+                    self.programs.insert(0, self.programs.pop(k))
+                return program
+        return None
+
+    def _trace(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run fn eagerly, tracing it, and cache the program written from the trace."""
+        result, entries = trace(self.fn, args, kwargs)
+        self.programs.insert(0, build(entries, args, kwargs, result))
+        del self.programs[self.cache_size:]
+        return result
+
     def _replay(self, program: Program, args: tuple[Any, ...]) -> Any:
-        arrays = [args[i].data for i in program.arg_slots if i is not None]
-        results, values = program.forward(*arrays, *[t.data for t in program.captured])
-        leaves = tuple(args[i] if kind == "a" else program.captured[i]
-                       for kind, i in program.leaves)
-        read = (*[args[i] for i in program.arg_slots if i is not None], *program.captured)
-        outputs = []
-        for j, data in enumerate(results):
-            out = Tensor._wrap(data)
-            if GradMode.enabled and leaves and program.backwards[j] is not None:
-                out.requires_grad = True
-                out.grad_fn = CompiledNode(program, j, (*arrays, *[t.data for t in
-                                                                   program.captured], *values),
-                                           leaves, read)
-            outputs.append(out)
+        arrays = (*[args[i].data for i in program.arg_slots], *[t.data for t in program.captured])
+        results, values = program.forward(*arrays)
+        outputs = [Tensor._wrap(data) for data in results]
+        if GradMode.enabled and program.leaves:
+            leaves = tuple(args[i] if kind == "a" else program.captured[i]
+                           for kind, i in program.leaves)
+            read = (*[args[i] for i in program.arg_slots], *program.captured)
+            for j, out in enumerate(outputs):
+                if program.backwards[j] is not None:
+                    out.requires_grad = True
+                    out.grad_fn = CompiledNode(program, j, (*arrays, *values), leaves, read)
         return tuple(outputs) if program.output_is_tuple else outputs[0]
 
     def _compare(self, outputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -374,17 +408,16 @@ class Compiled:
 
     def program(self, *args: Any, **kwargs: Any) -> Program:
         """The program replayed for these arguments (traced if need be)."""
-        key = signature(args, kwargs)
-        if key not in self.programs:
-            self(*args, **kwargs)
-        return self.programs[key]
+        if self._find(args, kwargs) is None:
+            self._trace(args, kwargs)
+        return self.programs[0]
 
     def tape(self, *args: Any, **kwargs: Any) -> str:
         """The straight-line program replayed for these arguments (traced if need be), one line
         per op with its output's shape: forward, then each output's backward."""
         program = self.program(*args, **kwargs)
         lines = [f"# a{i}: argument {i}, {args[i].shape} {args[i].dtype}"
-                 for i in program.arg_slots if i is not None]
+                 for i in program.arg_slots]
         lines += [f"# c{i}: captured {t.name or ''} {t.shape} {t.dtype}"
                   f"{', requires grad' if t.requires_grad else ''}"
                   for i, t in enumerate(program.captured)]
