@@ -202,3 +202,49 @@ def test_an_argument_modified_in_place_before_backward_is_refused_as_in_eager():
     x.zero_()
     with pytest.raises(RuntimeError, match="modified in place after it ran"):
         loss.backward()
+
+
+def test_the_guard_retraces_on_what_the_trace_was_specialised_to():
+    w = ad.tensor(np.ones(3), requires_grad=True)
+    step = ad.compile(lambda x, scale, *, power=1: ((x * w) * scale) ** power)
+    x = ad.tensor(np.arange(3.0))
+    assert step(x, 2.0).tolist() == [0.0, 2.0, 4.0]
+    assert step(x, 3.0).tolist() == [0.0, 3.0, 6.0]  # another value: traced again
+    assert step(x, 3.0, power=2).tolist() == [0.0, 9.0, 36.0]  # a keyword argument too
+    assert step(x, 3).tolist() == [0.0, 3.0, 6.0]  # 3 is not 3.0: an int traces again
+    assert len(step.programs) == 4
+    with ad.no_grad():  # grad mode is part of the guard
+        assert not step(x, 2.0).requires_grad
+    assert step(x, 2.0).requires_grad
+    w.requires_grad = False  # a captured tensor's facts are guarded as well
+    assert not step(x, 2.0).requires_grad
+    assert len(step.programs) == 6
+    guard = step.tape(x, 2.0).split("def forward")[0]
+    assert "args[0].data.shape == (3,)" in guard and "captured[0].requires_grad is False" in guard
+
+
+def test_an_unhashable_argument_is_guarded_by_identity():
+    step = ad.compile(lambda x, factors: x * factors[0])
+    factors = [2.0]
+    x = ad.tensor([1.0, 2.0])
+    assert step(x, factors).tolist() == [2.0, 4.0]
+    assert step(x, [5.0]).tolist() == [5.0, 10.0]  # another list: traced again
+    assert len(step.programs) == 2
+
+
+def test_the_backward_fits_a_contribution_only_where_the_walker_would():
+    """The rules run once at trace time: a broadcast input's contribution gets sum_to, one of
+    another dtype gets astype, and nothing else is wrapped."""
+    b = ad.tensor(np.ones(3, np.float32), requires_grad=True)
+    w = ad.tensor(np.ones((2, 3)), requires_grad=True)
+    step = ad.compile(lambda x: ((x * w) * b).sum())
+    x = ad.tensor(np.ones((2, 3)))
+    backward = step.tape(x).split("def backward0")[1].splitlines()
+    fitted = [line for line in backward if "sum_to(" in line or "astype(" in line]
+    assert len(fitted) == 1, backward
+    assert fitted[0].strip().startswith("g_c1 = sum_to(mul_db(")
+    assert ".astype('float32')" in fitted[0]
+    out = step(x)
+    out.backward()
+    assert b.grad.dtype == np.float32 and b.grad.tolist() == [2.0, 2.0, 2.0]
+    assert w.grad.tolist() == [[1.0] * 3] * 2
