@@ -1,18 +1,20 @@
 """`autodiff.compile`: trace a function once, replay it as straight-line code.
 
 Trace: the first call for a signature runs the function eagerly while every primitive applied is
-noted (op, inputs, params, output). From those notes it writes two Python functions, as source,
-and compiles them once:
+noted (op, inputs, params, output). From those notes it writes three Python functions, as
+source, and compiles them once:
 
+- guard: whether a call may replay the program (grad mode; each Tensor argument's shape, dtype
+  and requires_grad; other arguments' values; the same facts of the tensors it captured);
 - forward: one line per op, the op table's own forward on arrays (``t3 = matmul(t1, c0)``);
-- backward: the VJP rules in reverse order, for the tensors that need a gradient only, each
-  contribution fitted to its input's shape and dtype, contributions summed.
+- backward: the VJP rules in reverse order, for the tensors that need a gradient only,
+  contributions summed. The rules run once at trace time, so a contribution is given ``sum_to``
+  or ``astype`` only where its shape or dtype differs from its input's.
 
-Guard: a call whose signature differs (each Tensor argument's shape, dtype and requires_grad;
-other arguments' values; the shapes, dtypes and requires_grad of the tensors it captured) traces
-again; up to `cache_size` traces are kept. Replay: later calls run the forward source on arrays
-(no Tensor, no node per op) and return Tensors whose single node runs the backward source, so
-``loss.backward()`` fills ``.grad`` and optimizers work unchanged.
+Guard: a call tries the cached programs' guards, the most recently used first (up to
+`cache_size` are kept), and traces again when none passes. Replay: the forward source runs on
+arrays (no Tensor, no node per op) and the outputs are Tensors whose single node runs the
+backward source, so ``loss.backward()`` fills ``.grad`` and optimizers work unchanged.
 
 What a tracer cannot see: Python control flow that depends on tensor values (an ``if`` on a
 ``.item()``), and arrays computed from tensor values outside the engine; they are frozen as they
@@ -418,8 +420,9 @@ class Compiled:
         program = self.program(*args, **kwargs)
         lines = [f"# a{i}: argument {i}, {args[i].shape} {args[i].dtype}"
                  for i in program.arg_slots]
-        lines += [f"# c{i}: captured {t.name or ''} {t.shape} {t.dtype}"
+        lines += [f"# c{i}: captured {t.name + ' ' if t.name else ''}{t.shape} {t.dtype}"
                   f"{', requires grad' if t.requires_grad else ''}"
+                  f"{f' = {t.item()!r}' if t.ndim == 0 else ''}"
                   for i, t in enumerate(program.captured)]
         for line in program.source.splitlines():
             slot = line.strip().split(" = ")[0]

@@ -1,6 +1,9 @@
 """autodiff.compile: a traced, replayed function gives what the eager one gives, forward and
 backward; it traces again on a new signature; check=True catches what a tracer cannot see."""
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import scaled
@@ -248,3 +251,12 @@ def test_the_backward_fits_a_contribution_only_where_the_walker_would():
     out.backward()
     assert b.grad.dtype == np.float32 and b.grad.tolist() == [2.0, 2.0, 2.0]
     assert w.grad.tolist() == [[1.0] * 3] * 2
+
+
+def test_the_readme_shows_the_tape_of_the_notebook_step():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    shown = re.search(r"```\n(# a0: argument 0.*?)```", readme, re.S)
+    x, y, w1, w2 = notebook_problem()
+    w1.name, w2.name = "w1", "w2"
+    step = ad.compile(lambda x, y: squared_error((x @ w1).relu() @ w2, y))
+    assert shown is not None and shown.group(1) == step.tape(x, y) + "\n"
