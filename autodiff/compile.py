@@ -231,12 +231,17 @@ def _backward_lines(entries: list[Entry], names: dict[int, str], out_name: str,
 
     The rules run once here, on the traced values, so each contribution's shape and dtype is
     known (as torch.fx's shape propagation does): only one that differs from its input's is
-    given the walker's ``sum_to`` (undo broadcasting) or ``astype``, in the source itself."""
+    given the walker's ``sum_to`` (undo broadcasting) or ``astype``, in the source itself.
+    It also shows which gradient arrays a slot owns alone (a rule made them, and they are no
+    forward value, input or other gradient): a second contribution is added into those in
+    place."""
     produced = {names[id(e.out)]: k for k, e in enumerate(entries)}
     if out_name not in produced or not entries[produced[out_name]].out.requires_grad:
         return None
     root = entries[produced[out_name]].out
     grads = {out_name: np.ones_like(root.data)}  # the gradients of this one run
+    owned: set[str] = set()  # the slots whose gradient array is theirs alone
+    forward_arrays = {id(x.data) for e in entries for x in (*e.inputs, e.out)}
     shapes[f"g_{out_name}"] = (root.shape, root.dtype)
     lines = [f"    g_{out_name} = g"]
     for k in range(produced[out_name], -1, -1):
@@ -260,10 +265,18 @@ def _backward_lines(entries: list[Entry], names: dict[int, str], out_name: str,
             if part.dtype != t.dtype:
                 part, call = part.astype(t.dtype), f"{call}.astype({t.dtype.name!r})"
             name = names[id(t)]
-            if name in grads:
+            if name in owned:
+                grads[name] += part
+                lines.append(f"    g_{name} += {call}")
+            elif name in grads:
                 grads[name] = grads[name] + part
                 lines.append(f"    g_{name} = g_{name} + {call}")
+                owned.add(name)
             else:
+                if (type(part) is np.ndarray and part.base is None and part.flags.writeable
+                        and id(part) not in forward_arrays
+                        and not any(part is g for g in grads.values())):
+                    owned.add(name)
                 grads[name] = part
                 lines.append(f"    g_{name} = {call}")
                 shapes[f"g_{name}"] = (t.shape, t.dtype)
@@ -425,7 +438,7 @@ class Compiled:
                   f"{f' = {t.item()!r}' if t.ndim == 0 else ''}"
                   for i, t in enumerate(program.captured)]
         for line in program.source.splitlines():
-            slot = line.strip().split(" = ")[0]
+            slot = line.strip().split(" = ")[0].split(" += ")[0]
             if slot in program.shapes:
                 shape, dtype = program.shapes[slot]
                 line = f"{line:<60} {shape} {dtype}"

@@ -260,3 +260,19 @@ def test_the_readme_shows_the_tape_of_the_notebook_step():
     w1.name, w2.name = "w1", "w2"
     step = ad.compile(lambda x, y: squared_error((x @ w1).relu() @ w2, y))
     assert shown is not None and shown.group(1) == step.tape(x, y) + "\n"
+
+
+def test_a_gradient_array_the_backward_owns_is_added_into_in_place():
+    """w feeds four products: its first contribution is g_t1 itself (add passes its gradient
+    on), so the second makes a new array; the later ones are added into that one in place.
+    The gradients are eager's, bit for bit."""
+    w = ad.tensor([0.5, -1.5, 2.0], requires_grad=True)
+    step = ad.compile(lambda x: (x * w + w * w + (w + x)).sum())
+    x = ad.tensor([1.0, 2.0, 3.0])
+    backward = step.tape(x).split("def backward0")[1]
+    assert backward.count("g_c0 += ") == 2 and backward.count("g_c0 = g_c0 + ") == 1, backward
+    step(x).backward()
+    compiled = w.grad.data.copy()
+    w.grad = None
+    (x * w + w * w + (w + x)).sum().backward()
+    np.testing.assert_array_equal(compiled, w.grad.data)
