@@ -9,7 +9,10 @@ source, and compiles them once:
 - forward: one line per op, the op table's own forward on arrays (``t3 = matmul(t1, c0)``);
 - backward: the VJP rules in reverse order, for the tensors that need a gradient only,
   contributions summed. The rules run once at trace time, so a contribution is given ``sum_to``
-  or ``astype`` only where its shape or dtype differs from its input's.
+  or ``astype`` only where its shape or dtype differs from its input's, and a sum is taken in
+  place where the backward owns the array.
+
+An op repeated on the same slots (and parameters, and grad mode) is computed once.
 
 Guard: a call tries the cached programs' guards, the most recently used first (up to
 `cache_size` are kept), and traces again when none passes. Replay: the forward source runs on
@@ -127,6 +130,9 @@ def build(entries: list[Entry], args: tuple[Any, ...], kwargs: dict[str, Any],
     namespace: dict[str, Any] = dict(RESERVED)
     forward_lines = []
     steps: list[tuple[str, str, list[str]]] = []
+    returned = {id(o) for o in (result if isinstance(result, tuple) else (result,))}
+    computed: dict[tuple[Any, ...], str] = {}  # (op, input slots, params, ...) -> its slot
+    merged: set[int] = set()  # entries that repeat an earlier one: their slot is its slot
     for k, e in enumerate(entries):
         for t in e.inputs:
             if id(t) not in names:  # made before fn ran, or a constant made inside it
@@ -134,8 +140,16 @@ def build(entries: list[Entry], args: tuple[Any, ...], kwargs: dict[str, Any],
                 shapes[names[id(t)]] = (t.shape, t.dtype)
                 captured.append(t)
                 keep.append(t)
-        names[id(e.out)] = f"t{k}"
         keep.append(e.out)
+        key = (e.op.name, tuple(names[id(t)] for t in e.inputs), e.out.requires_grad,
+               tuple(e.params.items()))
+        if id(e.out) not in returned and all(_literal(v) for v in e.params.values()):
+            if key in computed:  # the same op on the same slots again: computed once
+                names[id(e.out)] = computed[key]
+                merged.add(k)
+                continue
+            computed[key] = f"t{k}"
+        names[id(e.out)] = f"t{k}"
         function = _named(namespace, e.op.name, e.op.forward)
         call = ", ".join([names[id(t)] for t in e.inputs] + _params(e.params, f"p{k}", namespace))
         forward_lines.append(f"    t{k} = {function}({call})")
@@ -146,7 +160,7 @@ def build(entries: list[Entry], args: tuple[Any, ...], kwargs: dict[str, Any],
         raise TypeError("compile: the function must return a Tensor computed by the engine, or "
                         "a tuple of them")
     outputs = [names[id(o)] for o in outputs_list]
-    values = [f"t{k}" for k in range(len(entries))]
+    values = [f"t{k}" for k in range(len(entries)) if k not in merged]
     inputs_sig = ", ".join([f"a{i}" for i in arg_slots] + [f"c{i}" for i in range(len(captured))])
     # gradients go to the arguments and captured tensors that require grad (a captured one
     # with its own graph passes them on: the walker continues from it)
@@ -159,7 +173,8 @@ def build(entries: list[Entry], args: tuple[Any, ...], kwargs: dict[str, Any],
               f"    return ({', '.join(outputs)},), ({', '.join(values)}{',' if values else ''})"]
     backwards_src: list[list[str] | None] = []
     for j, out_name in enumerate(outputs):
-        lines = _backward_lines(entries, names, out_name, leaf_names, namespace, steps, shapes)
+        lines = _backward_lines(entries, merged, names, out_name, leaf_names, namespace, steps,
+                                shapes)
         if lines is not None:
             backwards_src.append(
                 [f"def backward{j}(g, {inputs_sig}{', ' if inputs_sig else ''}"
@@ -223,7 +238,7 @@ def _literal(value: Any) -> bool:
     return isinstance(value, tuple) and all(_literal(v) for v in value)
 
 
-def _backward_lines(entries: list[Entry], names: dict[int, str], out_name: str,
+def _backward_lines(entries: list[Entry], merged: set[int], names: dict[int, str], out_name: str,
                     leaves: list[str], namespace: dict[str, Any],
                     steps: list[tuple[str, str, list[str]]],
                     shapes: dict[str, tuple[tuple[int, ...], np.dtype]]) -> list[str] | None:
@@ -234,8 +249,9 @@ def _backward_lines(entries: list[Entry], names: dict[int, str], out_name: str,
     given the walker's ``sum_to`` (undo broadcasting) or ``astype``, in the source itself.
     It also shows which gradient arrays a slot owns alone (a rule made them, and they are no
     forward value, input or other gradient): a second contribution is added into those in
-    place."""
-    produced = {names[id(e.out)]: k for k, e in enumerate(entries)}
+    place. A merged entry (one that repeated an earlier) is skipped: the earlier one's rules
+    pass on the gradient both received, summed."""
+    produced = {names[id(e.out)]: k for k, e in enumerate(entries) if k not in merged}
     if out_name not in produced or not entries[produced[out_name]].out.requires_grad:
         return None
     root = entries[produced[out_name]].out
@@ -247,7 +263,7 @@ def _backward_lines(entries: list[Entry], names: dict[int, str], out_name: str,
     for k in range(produced[out_name], -1, -1):
         e = entries[k]
         out = names[id(e.out)]
-        if out not in grads or not e.out.requires_grad:
+        if k in merged or out not in grads or not e.out.requires_grad:
             continue
         rules = e.op.vjps * len(e.inputs) if e.op.variadic else e.op.vjps
         for i, (t, rule) in enumerate(zip(e.inputs, rules)):
