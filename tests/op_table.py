@@ -234,6 +234,7 @@ CASES = [
     OpCase("neg", lambda a: -a, np.negative, unary(), ("neg",)),
     OpCase("pow", lambda a, b: a ** b, np.power,
            binary(safe_floats("pow", 0, high=4.0), floats(-2, 2)), ("pow",)),
+    OpCase("square", lambda a: a ** 2, np.square, unary(), ("pow",)),
     OpCase("pow(p)", lambda a, p: a.pow(p), lambda a, p: np.power(a, p),
            st.tuples(arrays(shapes(), elements=POSITIVE), floats(-2, 2)).map(
                lambda ap: ([ap[0]], {"p": ap[1]})), ("pow",)),
