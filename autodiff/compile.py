@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import math
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -233,7 +234,10 @@ def _params(params: dict[str, Any], name: str, namespace: dict[str, Any]) -> lis
 
 
 def _literal(value: Any) -> bool:
-    if value is None or isinstance(value, (bool, int, float, str)):
+    """Whether repr(value) is Python source for value (not for inf or nan, which read as names)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if value is None or isinstance(value, (bool, int, str)):
         return True
     return isinstance(value, tuple) and all(_literal(v) for v in value)
 

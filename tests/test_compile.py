@@ -315,3 +315,14 @@ def test_outputs_and_ops_under_another_grad_mode_are_never_merged():
     assert e1.data is not e2.data and e1.tolist() == e2.tolist()
     loss.backward()
     assert w.grad.tolist() == [0.0, 2.0]  # d/dw (x·w)·frozen = x·frozen, and frozen = 2
+
+
+def test_a_parameter_that_is_not_a_python_literal_is_held_as_a_constant():
+    """clamp(min=-inf): repr gives 'inf', which is no Python literal, so the source names it."""
+    w = ad.tensor([1.0, -2.0], requires_grad=True)
+    step = ad.compile(lambda x: (x * w).clamp(min=float("-inf"), max=1.0).sum())
+    x = ad.tensor([1.0, 2.0])
+    step(x)
+    out = step(x)
+    out.backward()
+    assert out.item() == -3.0 and w.grad.tolist() == [1.0, 2.0]
