@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import inspect
 import math
 import types
 from collections.abc import Callable
@@ -114,8 +115,8 @@ RESERVED = dict(len=len, isinstance=isinstance, type=type, GradMode=GradMode, Te
                 g=None, missing=object())  # missing: a keyword argument not given
 
 
-def build(entries: list[Entry], args: tuple[Any, ...], kwargs: dict[str, Any],
-          result: Any) -> Program:
+def build(fn: Callable[..., Any], entries: list[Entry], args: tuple[Any, ...],
+          kwargs: dict[str, Any], result: Any) -> Program:
     """The program for one trace: guard, forward and backward source, compiled."""
     names: dict[int, str] = {}  # id(tensor) -> slot name
     keep: list[Tensor] = []  # tensors named, kept alive so their ids stay theirs
@@ -169,7 +170,7 @@ def build(entries: list[Entry], args: tuple[Any, ...], kwargs: dict[str, Any],
                                     if t.requires_grad and names[id(t)][0] in "ac"))
     leaves = [(name[0], int(name[1:])) for name in leaf_names]
     namespace["captured"] = captured
-    source = [*_guard_lines(args, kwargs, captured, namespace), "",
+    source = [*_guard_lines(args, kwargs, captured, _reachable(fn), namespace), "",
               f"def forward({inputs_sig}):", *forward_lines,
               f"    return ({', '.join(outputs)},), ({', '.join(values)}{',' if values else ''})"]
     backwards_src: list[list[str] | None] = []
@@ -190,19 +191,40 @@ def build(entries: list[Entry], args: tuple[Any, ...], kwargs: dict[str, Any],
 
 
 def _guard_lines(args: tuple[Any, ...], kwargs: dict[str, Any], captured: list[Tensor],
-                 namespace: dict[str, Any]) -> list[str]:
+                 reachable: set[int], namespace: dict[str, Any]) -> list[str]:
     """The guard's source: what a call must share with the traced one to replay its program.
     Grad mode; Tensor arguments by shape, dtype and requires_grad; other arguments by value
-    (unhashable ones by identity); the captured tensors by the same facts as arguments."""
+    (unhashable ones by identity); the captured tensors by the same facts as arguments.
+
+    An argument that fn also reaches by name (``step(w)`` where fn reads ``w`` too) is one slot
+    in the trace, though fn reads it two ways: that program holds only while the same tensor
+    is passed, so the guard asks for it by identity."""
     checks = [f"GradMode.enabled is {GradMode.enabled}",
               f"len(args) == {len(args)}", f"len(kwargs) == {len(kwargs)}"]
+    first: dict[int, int] = {}  # id of a Tensor argument -> the first position it was at
     for i, a in enumerate(args):
         checks += _checks(f"args[{i}]", a, f"arg{i}", namespace)
+        if isinstance(a, Tensor):  # traced as one slot, so it must be one tensor again
+            if id(a) in first:
+                checks.append(f"args[{i}] is args[{first[id(a)]}]")
+            first.setdefault(id(a), i)
+            if id(a) in reachable:
+                checks.append(f"args[{i}] is {_named(namespace, f'traced{i}', a)}")
     for key, value in sorted(kwargs.items()):
         checks += _checks(f"kwargs.get({key!r}, missing)", value, f"kwarg_{key}", namespace)
     for i, t in enumerate(captured):  # the same objects every call: their facts may change
         checks += _checks(f"captured[{i}]", t, "", namespace)[1:]
     return ["def guard(args, kwargs):", "    return (" + "\n            and ".join(checks) + ")"]
+
+
+def _reachable(fn: Callable[..., Any]) -> set[int]:
+    """The ids of the tensors fn names directly: its closure's and the globals it reads."""
+    try:
+        names = inspect.getclosurevars(fn)
+    except TypeError:  # not a Python function (a Module, a builtin): nothing to look at
+        return set()
+    return {id(v) for v in (*names.nonlocals.values(), *names.globals.values())
+            if isinstance(v, Tensor)}
 
 
 def _checks(expression: str, value: Any, name: str, namespace: dict[str, Any]) -> list[str]:
@@ -316,11 +338,12 @@ def on_arrays(rule: Callable[..., Any]) -> Callable[..., Any]:
                               rule.__name__, rule.__defaults__, rule.__closure__)
 
 
-def _named(namespace: dict[str, Any], name: str, function: Callable[..., Any]) -> str:
-    """The name the generated code calls `function` by: its own, unless another has it."""
-    while namespace.get(name, function) is not function:
+def _named(namespace: dict[str, Any], name: str, value: Any) -> str:
+    """The name the generated code knows `value` (a function, a dtype, a constant) by: `name`,
+    unless something else has it already."""
+    while namespace.get(name, value) is not value:
         name += "_"
-    namespace[name] = function
+    namespace[name] = value
     return name
 
 
@@ -409,7 +432,7 @@ class Compiled:
     def _trace(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run fn eagerly, tracing it, and cache the program written from the trace."""
         result, entries = trace(self.fn, args, kwargs)
-        self.programs.insert(0, build(entries, args, kwargs, result))
+        self.programs.insert(0, build(self.fn, entries, args, kwargs, result))
         del self.programs[self.cache_size:]
         return result
 

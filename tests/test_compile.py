@@ -326,3 +326,26 @@ def test_a_parameter_that_is_not_a_python_literal_is_held_as_a_constant():
     out = step(x)
     out.backward()
     assert out.item() == -3.0 and w.grad.tolist() == [1.0, 2.0]
+
+
+def test_a_tensor_passed_twice_is_traced_as_one_and_guarded_as_one():
+    step = ad.compile(lambda a, b: (a * 2 + b).sum())
+    x, z = ad.tensor([1.0, 2.0]), ad.tensor([10.0, 20.0])
+    assert step(x, x).item() == step(x, x).item() == 9.0
+    assert step(x, z).item() == 36.0  # two tensors now: the one-slot program does not apply
+    assert len(step.programs) == 2
+
+
+def test_an_argument_the_function_also_reads_by_name_is_guarded_by_identity():
+    """step(w) where the function multiplies its argument by the global-like w: traced, both
+    are one slot; called with another tensor, the guard fails and the trace is redone."""
+    w = ad.tensor([1.0, 1.0], requires_grad=True)
+
+    def f(a):
+        return (a * w).sum()
+
+    step = ad.compile(f)
+    x = ad.tensor([1.0, 2.0])
+    assert step(w).item() == step(w).item() == 2.0
+    assert step(x).item() == f(x).item() == 3.0
+    assert step(x).item() == 3.0 and len(step.programs) == 2
