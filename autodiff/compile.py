@@ -56,6 +56,11 @@ class CompileCheckError(RuntimeError):
 def compile(fn: Callable[..., Any], *, check: bool = False,
             cache_size: int = 8) -> Compiled:
     """`fn` traced once per signature and replayed as generated straight-line code (see above)."""
+    if not callable(fn):
+        raise TypeError(f"compile: expected a function to trace, got {type(fn).__name__}")
+    if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 1:
+        raise ValueError(f"compile: cache_size must be an int ≥ 1 (the traces kept), got "
+                         f"{cache_size!r}")
     return Compiled(fn, check, cache_size)
 
 

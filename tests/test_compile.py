@@ -349,3 +349,10 @@ def test_an_argument_the_function_also_reads_by_name_is_guarded_by_identity():
     assert step(w).item() == step(w).item() == 2.0
     assert step(x).item() == f(x).item() == 3.0
     assert step(x).item() == 3.0 and len(step.programs) == 2
+
+
+def test_compile_refuses_what_it_cannot_use_by_name():
+    with pytest.raises(TypeError, match=r"compile: expected a function to trace, got Tensor"):
+        ad.compile(ad.tensor([1.0]))
+    with pytest.raises(ValueError, match=r"compile: cache_size must be an int ≥ 1 .* got 0"):
+        ad.compile(lambda x: x * 2, cache_size=0)
