@@ -101,9 +101,9 @@ class Program:
     guard: Callable[[tuple[Any, ...], dict[str, Any]], bool]  # may this call replay it?
     arg_slots: tuple[int, ...]  # the positions of the Tensor arguments (a0, a1, ...)
     captured: list[Tensor]  # tensors fn reached that are not arguments (weights, constants)
-    # the slots that get gradients (the node's inputs): ("a", argument position) resolved on
-    # each call, or ("c", captured position)
-    leaves: list[tuple[str, int]]
+    # the slots that get gradients (the node's inputs), as positions among the tensors the
+    # forward reads: the Tensor arguments, then the captured tensors
+    leaves: list[int]
     forward: Callable[..., Any]
     backwards: list[Callable[..., Any] | None]  # per output; None when it needs no gradient
     source: str
@@ -168,12 +168,13 @@ def build(fn: Callable[..., Any], entries: list[Entry], args: tuple[Any, ...],
                         "a tuple of them")
     outputs = [names[id(o)] for o in outputs_list]
     values = [f"t{k}" for k in range(len(entries)) if k not in merged]
-    inputs_sig = ", ".join([f"a{i}" for i in arg_slots] + [f"c{i}" for i in range(len(captured))])
     # gradients go to the arguments and captured tensors that require grad (a captured one
     # with its own graph passes them on: the walker continues from it)
     leaf_names = list(dict.fromkeys(names[id(t)] for t in keep
                                     if t.requires_grad and names[id(t)][0] in "ac"))
-    leaves = [(name[0], int(name[1:])) for name in leaf_names]
+    read_slots = [f"a{i}" for i in arg_slots] + [f"c{i}" for i in range(len(captured))]
+    leaves = [read_slots.index(name) for name in leaf_names]
+    inputs_sig = ", ".join(read_slots)
     namespace["captured"] = captured
     source = [*_guard_lines(args, kwargs, captured, _reachable(fn), namespace), "",
               f"def forward({inputs_sig}):", *forward_lines,
@@ -361,7 +362,7 @@ class CompiledNode:
     __slots__ = ("program", "index", "values", "inputs", "read", "origin", "recorded_at")
 
     def __init__(self, program: Program, index: int, values: tuple[Any, ...],
-                 leaves: tuple[Tensor, ...], read: tuple[Tensor, ...]) -> None:
+                 leaves: tuple[Tensor, ...], read: list[Tensor]) -> None:
         self.program, self.index, self.values = program, index, values
         self.inputs: tuple[Tensor, ...] | None = leaves
         self.read = read  # every tensor the program read: none may change before backward
@@ -383,11 +384,11 @@ class CompiledNode:
                                "place after it ran, and its gradient needs the old values")
         backward = self.program.backwards[self.index]
         assert backward is not None
-        return list(backward(g, *self.values))
+        return backward(g, *self.values)  # the generated code returns a new list
 
     def release(self) -> None:
         self.inputs = None
-        self.values = self.read = ()
+        self.values, self.read = (), []
 
     def formulas(self) -> list[str]:
         return ["the compiled backward (see step.tape())"]
@@ -442,13 +443,12 @@ class Compiled:
         return result
 
     def _replay(self, program: Program, args: tuple[Any, ...]) -> Any:
-        arrays = (*[args[i].data for i in program.arg_slots], *[t.data for t in program.captured])
+        read = [args[i] for i in program.arg_slots] + program.captured  # in slot order
+        arrays = [t.data for t in read]
         results, values = program.forward(*arrays)
         outputs = [Tensor._wrap(data) for data in results]
         if GradMode.enabled and program.leaves:
-            leaves = tuple(args[i] if kind == "a" else program.captured[i]
-                           for kind, i in program.leaves)
-            read = (*[args[i] for i in program.arg_slots], *program.captured)
+            leaves = tuple([read[k] for k in program.leaves])
             for j, out in enumerate(outputs):
                 if program.backwards[j] is not None:
                     out.requires_grad = True
