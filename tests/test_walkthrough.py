@@ -40,6 +40,10 @@ def test_the_notebook_runs_and_tells_its_story(executed):
     assert "=== Softmax: the property holds" in text
     assert "=== NotebookSoftmax: caught" in text and "x=tensor([[0.]]" in text  # shrunk to 1×1
     assert "steps" in text
+    assert "def guard(args, kwargs):" in text and "def backward0(g" in text  # the traced step
+    assert "replayed: <CompiledBackward>" in text
+    assert "compiled and eager gradients are the same bits: True" in text
+    assert "µs per step: eager" in text
     images = [o for c in executed.cells for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
     assert images, "the loss curve is drawn"
