@@ -375,17 +375,13 @@ def log_softmax_vjp(g: Value, out: Value, x: Value, dim: int) -> Value:
     return g - prim.exp(out) * prim.sum(g, (dim,), keepdim=True)
 
 
-def softmax_jvp(dx: Value, s: Value, x: Value, dim: int) -> Value:
-    """d s = s·(dx − Σ s·dx)   (J dx, the same symmetric Jacobian)"""
-    return s * (dx - prim.sum(s * dx, (dim,), keepdim=True))
-
-
 def log_softmax_jvp(dx: Value, out: Value, x: Value, dim: int) -> Value:
     """d out = dx − Σ softmax(x)·dx"""
     return dx - prim.sum(prim.exp(out) * dx, (dim,), keepdim=True)
 
 
-SOFTMAX = primitive("softmax", softmax_forward, softmax_vjp, jvps=(softmax_jvp,),
+SOFTMAX = primitive("softmax", softmax_forward, softmax_vjp,
+                    jvps=(softmax_vjp,),  # J is symmetric: Jᵀ·dx = J·dx, one rule for both
                     saves=("out",), functions=("softmax",))
 LOG_SOFTMAX = primitive("log_softmax", log_softmax_forward, log_softmax_vjp,
                         jvps=(log_softmax_jvp,), saves=("out",), functions=("log_softmax",))
@@ -507,17 +503,20 @@ def cat_forward(*xs: np.ndarray, dim: int) -> np.ndarray:
     return np.concatenate(xs, axis=dim)
 
 
+def cat_place(xs: tuple[Value, ...], dim: int, which: int) -> tuple[slice, ...]:
+    """The index of the slice of cat's output that x_k filled."""
+    start = sum(x.shape[dim] for x in xs[:which])
+    return (slice(None),) * dim + (slice(start, start + xs[which].shape[dim]),)
+
+
 def cat_vjp(g: Value, out: Value, *xs: Value, dim: int, which: int) -> Value:
     """dx_k = the slice of G that x_k filled"""
-    start = sum(x.shape[dim] for x in xs[:which])
-    return g[(slice(None),) * dim + (slice(start, start + xs[which].shape[dim]),)]
+    return g[cat_place(xs, dim, which)]
 
 
 def cat_jvp(dx: Value, out: Value, *xs: Value, dim: int, which: int) -> Value:
     """d out = dx_k in x_k's slice, zeros elsewhere"""
-    start = sum(x.shape[dim] for x in xs[:which])
-    place = (slice(None),) * dim + (slice(start, start + xs[which].shape[dim]),)
-    return prim.index_add(dx, out.shape, place)
+    return prim.index_add(dx, out.shape, cat_place(xs, dim, which))
 
 
 def explain_cat(shapes: list[tuple[int, ...]], params: Params) -> str:
