@@ -353,7 +353,6 @@ def _named(namespace: dict[str, Any], name: str, value: Any) -> str:
     return name
 
 
-
 # ---------------------------------------------------------------- replay
 class CompiledNode:
     """The one node of a replayed output: its backward is the generated backward source.
@@ -404,7 +403,7 @@ class Compiled:
     """A function traced once per signature and replayed (`autodiff.compile`)."""
 
     def __init__(self, fn: Callable[..., Any], check: bool, cache_size: int) -> None:
-        self.fn, self.check, self.cache_size = fn, check, cache_size
+        self.fn, self.cache_size = fn, cache_size
         self.programs: list[Program] = []  # the most recently used first
         self.checks_left = CHECKED_CALLS if check else 0
         functools.update_wrapper(self, fn)
