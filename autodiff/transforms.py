@@ -84,7 +84,7 @@ def hvp(func: Func, inputs: Tensors, v: Tensors, create_graph: bool = False,
     vs = _vectors("hvp", "v", v, xs)
     with forward_mode(dict(zip(xs, vs)), create_graph) as table:
         out = _scalar("hvp", func(*xs))
-        grads = _gradient_of(out, xs, strict, "hvp")
+        grads = _reverse([out], xs, [None], create_graph=True, strict=strict, caller="hvp")
         products = [_as_tensor(tangent_of(table, g)) for g in grads]
     return _results([out], create_graph)[0], _pack(products, inputs_tuple)
 
@@ -203,13 +203,8 @@ def _scalar(caller: str, out: Any) -> Tensor:
 
 def _gradient(caller: str, func: Func, xs: Sequence[Tensor], strict: bool) -> list[Tensor]:
     """d func / d xs, recorded (so it can be differentiated again)."""
-    return _gradient_of(_scalar(caller, func(*xs)), list(xs), strict, caller)
-
-
-def _gradient_of(out: Tensor, xs: list[Tensor], strict: bool, caller: str) -> list[Tensor]:
-    found = grad(out, xs, create_graph=True, allow_unused=True) if out.requires_grad \
-        else (None,) * len(xs)
-    return [_zeros_unless(g, x, strict, caller, i) for i, (g, x) in enumerate(zip(found, xs))]
+    return _reverse([_scalar(caller, func(*xs))], list(xs), [None], create_graph=True,
+                    strict=strict, caller=caller)
 
 
 def _zeros_unless(g: Tensor | None, x: Tensor, strict: bool, caller: str, i: int) -> Tensor:
