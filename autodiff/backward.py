@@ -19,7 +19,7 @@ import numpy as np
 
 from autodiff import anomaly
 from autodiff.errors import ShapeError, as_numeric_array
-from autodiff.graph import GradMode, freed_error
+from autodiff.graph import GradMode, freed_error, refuse_while_tracing
 from autodiff.primitive import Dispatch, sum_to
 
 Tensor = Any  # an autodiff.Tensor: this module sits below it and only reads its fields
@@ -32,6 +32,8 @@ def is_tensor(x: object) -> bool:
 def backward(root: Tensor, gradient: Any = None, *, retain_graph: bool = False,
              create_graph: bool = False) -> None:
     """``root.backward(...)``: accumulate into the ``.grad`` of every leaf that requires grad."""
+    refuse_while_tracing("backward()", "return the loss from the compiled function and call "
+                         "backward() on it outside")
     seed = _seed("backward", root, gradient, create_graph)
     if create_graph or GradMode.observers or GradMode.detect_anomaly or not _into_leaves(
             root, seed, retain_graph):
@@ -151,6 +153,8 @@ def _count_consumers(roots: list[Tensor]) -> dict[Tensor, int]:
 def _walk(roots: list[Tensor], seeds: list[Any], retain: bool, create_graph: bool,
           targets: list[Tensor] | None) -> dict[Tensor, Any]:
     """Backpropagate; accumulate into leaves, or (given targets) return {tensor: gradient}."""
+    refuse_while_tracing("a gradient taken (autodiff.grad, a function transform)",
+                         "differentiate the compiled function from outside, or run it uncompiled")
     wanted = None if targets is None else set(targets)
     pending = _count_consumers(roots)
     grads: dict[Tensor, Any] = {}

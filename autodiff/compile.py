@@ -22,18 +22,22 @@ backward source, so ``loss.backward()`` fills ``.grad`` and optimizers work unch
 What a tracer cannot see: Python control flow that depends on tensor values (an ``if`` on a
 ``.item()``), and arrays computed from tensor values outside the engine; they are frozen as they
 were when traced. ``check=True`` runs the eager function beside the first replays and raises
-`CompileCheckError` on any difference. A user-defined `Function` cannot be traced, and
-``backward(create_graph=True)`` through a compiled function is refused. Inside forward mode or
-`detect_anomaly`, which watch every op, the function runs eagerly instead of replaying. NumPy
-arrays (not Tensors) that the function reads are frozen into the trace as they were: pass data
-that changes as Tensor arguments, positionally.
+`CompileCheckError` on any difference. What acts outside the ops, which a replay would skip, is
+refused while tracing (`graph.refuse_while_tracing`): ``backward()`` and ``autodiff.grad``,
+setting ``.grad`` or ``zero_()``, random draws, forward mode, a Tensor made from another's values.
+Comparisons, ``detach()`` and casts to integers pass no gradient, but they are ops (not
+recorded, still traced), so a replay computes them again. A user-defined `Function` cannot be
+traced, and ``backward(create_graph=True)`` through a compiled function is refused. Inside
+forward mode or `detect_anomaly`, which watch every op, the function runs eagerly instead of
+replaying. NumPy arrays (not Tensors) that the function reads are frozen into the trace as they
+were: pass data that changes as Tensor arguments, positionally. The names the function's own
+code reads from its closure and globals are guarded: rebound, they trace again.
 """
 
 from __future__ import annotations
 
 import builtins
 import functools
-import inspect
 import math
 import types
 from collections.abc import Callable
@@ -176,7 +180,7 @@ def build(fn: Callable[..., Any], entries: list[Entry], args: tuple[Any, ...],
     leaves = [read_slots.index(name) for name in leaf_names]
     inputs_sig = ", ".join(read_slots)
     namespace["captured"] = captured
-    source = [*_guard_lines(args, kwargs, captured, _reachable(fn), namespace), "",
+    source = [*_guard_lines(args, kwargs, captured, _names_read(fn, namespace), namespace), "",
               f"def forward({inputs_sig}):", *forward_lines,
               f"    return ({', '.join(outputs)},), ({', '.join(values)}{',' if values else ''})"]
     backwards_src: list[list[str] | None] = []
@@ -197,16 +201,18 @@ def build(fn: Callable[..., Any], entries: list[Entry], args: tuple[Any, ...],
 
 
 def _guard_lines(args: tuple[Any, ...], kwargs: dict[str, Any], captured: list[Tensor],
-                 reachable: set[int], namespace: dict[str, Any]) -> list[str]:
+                 names: list[tuple[str, str, Any]], namespace: dict[str, Any]) -> list[str]:
     """The guard's source: what a call must share with the traced one to replay its program.
     Grad mode; Tensor arguments by shape, dtype and requires_grad; other arguments by value
-    (unhashable ones by identity); the captured tensors by the same facts as arguments.
+    (unhashable ones by identity); the captured tensors by the same facts as arguments; the
+    names fn reads from its closure and globals (`_names_read`), still bound to what they were.
 
     An argument that fn also reaches by name (``step(w)`` where fn reads ``w`` too) is one slot
     in the trace, though fn reads it two ways: that program holds only while the same tensor
     is passed, so the guard asks for it by identity."""
     checks = [f"GradMode.enabled is {GradMode.enabled}",
               f"len(args) == {len(args)}", f"len(kwargs) == {len(kwargs)}"]
+    reachable = {id(value) for _, _, value in names if isinstance(value, Tensor)}
     first: dict[int, int] = {}  # id of a Tensor argument -> the first position it was at
     for i, a in enumerate(args):
         checks += _checks(f"args[{i}]", a, f"arg{i}", namespace)
@@ -220,30 +226,47 @@ def _guard_lines(args: tuple[Any, ...], kwargs: dict[str, Any], captured: list[T
         checks += _checks(f"kwargs.get({key!r}, missing)", value, f"kwarg_{key}", namespace)
     for i, t in enumerate(captured):  # the same objects every call: their facts may change
         checks += _checks(f"captured[{i}]", t, "", namespace)[1:]
+    for expression, name, value in names:  # rebinding a name (a new tensor, a new lr) retraces
+        checks += ([f"{expression} is {_named(namespace, name, value)}"]
+                   if isinstance(value, Tensor) else _checks(expression, value, name, namespace))
     return ["def guard(args, kwargs):", "    return (" + "\n            and ".join(checks) + ")"]
 
 
-def _reachable(fn: Callable[..., Any]) -> set[int]:
-    """The ids of the tensors fn names directly: its closure's and the globals it reads."""
-    try:
-        names = inspect.getclosurevars(fn)
-    except TypeError:  # not a Python function (a Module, a builtin): nothing to look at
-        return set()
-    return {id(v) for v in (*names.nonlocals.values(), *names.globals.values())
-            if isinstance(v, Tensor)}
+def _names_read(fn: Callable[..., Any], namespace: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """What fn's own code reads from its closure and its globals (not what the functions it calls
+    read): (the expression by which the guard reads it again, its name, its value now)."""
+    function = getattr(fn, "__func__", fn)  # a bound method's function
+    code = getattr(function, "__code__", None)
+    if code is None:  # a Module or another callable object: its attributes are not looked at
+        return []
+    names = []
+    cells = _named(namespace, "cells", function.__closure__ or ())
+    for k, (name, cell) in enumerate(zip(code.co_freevars, function.__closure__ or ())):
+        try:
+            names.append((f"{cells}[{k}].cell_contents", name, cell.cell_contents))
+        except ValueError:  # not bound yet: fn did not read it
+            continue
+    globals_ = _named(namespace, "fn_globals", function.__globals__)
+    names += [(f"{globals_}.get({name!r}, missing)", name, function.__globals__[name])
+              for name in dict.fromkeys(code.co_names) if name in function.__globals__]
+    return names
 
 
 def _checks(expression: str, value: Any, name: str, namespace: dict[str, Any]) -> list[str]:
-    """The conditions under which `expression` may stand for the traced `value`."""
+    """The conditions under which `expression` may stand for the traced `value`: a tensor's
+    facts, another value's own self or (when hashable) an equal value of its type."""
     if isinstance(value, Tensor):
         dtype = _named(namespace, value.dtype.name, value.dtype)
         return [f"isinstance({expression}, Tensor)", f"{expression}.data.shape == {value.shape}",
                 f"{expression}.data.dtype == {dtype}",
                 f"{expression}.requires_grad is {value.requires_grad}"]
     name = _named(namespace, name, value)
+    if type(value).__eq__ is object.__eq__:  # type: ignore[comparison-overlap]
+        # a function, a module, a Module: only itself equals it
+        return [f"{expression} is {name}"]
     try:
         hash(value)
-    except TypeError:
+    except TypeError:  # a list, an array: it may change, so only itself will do
         return [f"{expression} is {name}"]
     kind = _named(namespace, type(value).__name__, type(value))
     return [f"type({expression}) is {kind}", f"({expression} is {name} or {expression} == {name})"]
@@ -255,6 +278,8 @@ def _params(params: dict[str, Any], name: str, namespace: dict[str, Any]) -> lis
     for key, value in params.items():
         if _literal(value):
             parts.append(f"{key}={value!r}")
+        elif isinstance(value, np.dtype):
+            parts.append(f"{key}={_named(namespace, value.name, value)}")
         else:
             namespace[f"{name}_{key}"] = value
             parts.append(f"{key}={name}_{key}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
+from autodiff.graph import refuse_while_tracing
 from autodiff.tensor import Tensor
 
 float32 = np.dtype(np.float32)
@@ -51,13 +52,21 @@ def _made(data: np.ndarray, dtype: DTypeLike | None, requires_grad: bool) -> Ten
 def randn(*size: int | tuple[int, ...], dtype: DTypeLike | None = None,
           requires_grad: bool = False) -> Tensor:
     """Samples of the standard normal distribution, of the given shape."""
+    _not_traced("randn")
     return _made(_Generator.rng.standard_normal(_shape(size)), dtype, requires_grad)
 
 
 def rand(*size: int | tuple[int, ...], dtype: DTypeLike | None = None,
          requires_grad: bool = False) -> Tensor:
     """Samples of the uniform distribution on [0, 1), of the given shape."""
+    _not_traced("rand")
     return _made(_Generator.rng.random(_shape(size)), dtype, requires_grad)
+
+
+def _not_traced(name: str) -> None:
+    """A trace would keep the numbers drawn while tracing, the same at every replay."""
+    refuse_while_tracing(f"autodiff.{name} (a random draw)",
+                         "draw the numbers outside and pass them as an argument")
 
 
 def zeros(*size: int | tuple[int, ...], dtype: DTypeLike | None = None,

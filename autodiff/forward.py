@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from autodiff.graph import GradMode
+from autodiff.graph import GradMode, refuse_while_tracing
 from autodiff.primitive import Op, prim
 
 Tensor = Any  # an autodiff.Tensor (this module sits below it)
@@ -32,6 +32,7 @@ def forward_mode(tangents: dict[Tensor, Any],
     tensor's tangent (read it with `tangent_of`)."""
     if GradMode.tangents is not None:
         raise RuntimeError("forward_mode: already inside forward mode (one level at a time)")
+    refuse_while_tracing("forward mode", "run the function uncompiled")
     GradMode.tangents, GradMode.tangents_recorded = dict(tangents), create_graph
     GradMode.op_hooks.append(propagate)
     try:
@@ -53,6 +54,8 @@ def propagate(op: Op, inputs: tuple[Tensor, ...], params: dict[str, Any], out: T
     """Set out's tangent from its inputs' tangents and op's JVP rules (called by each op)."""
     table = GradMode.tangents
     if table is None:  # while the JVP rules themselves run
+        return
+    if not op.jvps:  # a comparison, detach: a constant, whose tangent is none
         return
     tangents = [table.get(t) for t in inputs]
     if all(dt is None for dt in tangents):

@@ -44,6 +44,14 @@ def is_grad_enabled() -> bool:
     return GradMode.enabled
 
 
+def refuse_while_tracing(what: str, instead: str) -> None:
+    """Raise while `autodiff.compile` traces a function: `what` acts outside the ops a trace
+    records (on .grad, on a random generator, on arrays), so a replay would not repeat it."""
+    if GradMode.tracing:
+        raise RuntimeError(f"compile: {what} inside a compiled function would run once, while "
+                           f"it is traced, and never when it is replayed; {instead}")
+
+
 class set_modes(contextlib.ContextDecorator):
     """Set GradMode's flags for a block and restore them after; also a decorator.
 

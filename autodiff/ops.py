@@ -559,3 +559,27 @@ STACK = primitive("stack", stack_forward, stack_vjp, jvps=(stack_jvp,), variadic
                   functions=("stack",), explain=explain_stack)
 WHERE = primitive("where", where_forward, None, where_da, where_db, saves=(0,),
                   functions=("where",), **BROADCASTING)
+
+
+# ---------------------------------------------------------------- values that pass no gradient
+# Comparisons, detach and a cast to an integer or bool dtype give constants: `tensor.constant`
+# applies them without recording. They are `Op`s all the same, kept out of the table (they have
+# no rules to check), so that what watches every op sees them: a trace replays them.
+
+def detach_forward(x: np.ndarray) -> np.ndarray:
+    return x  # the same array: a detached tensor shares its data, as in PyTorch
+
+
+def cast_forward(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    return x.astype(dtype)
+
+
+def comparison(name: str, forward: np.ufunc) -> Op:
+    return Op(name, forward, (None, None), elementwise=True, explain=explain_broadcast)
+
+
+LT, LE = comparison("lt", np.less), comparison("le", np.less_equal)
+GT, GE = comparison("gt", np.greater), comparison("ge", np.greater_equal)
+EQ, NE = comparison("eq", np.equal), comparison("ne", np.not_equal)
+DETACH = Op("detach", detach_forward, (None,))
+CAST = Op("cast", cast_forward, (None,))

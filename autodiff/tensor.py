@@ -22,7 +22,7 @@ from autodiff.errors import (
     normalize_dims,
     reduced_dims,
 )
-from autodiff.graph import GradMode, GradNode, InPlace, Node
+from autodiff.graph import GradMode, GradNode, InPlace, Node, no_grad, refuse_while_tracing
 from autodiff.primitive import Dispatch
 from autodiff.recording import record
 
@@ -42,6 +42,13 @@ def apply(op: ops.Op, *inputs: Tensor, **params: Any) -> Tensor:
     return out
 
 
+def constant(op: ops.Op, *inputs: Tensor, **params: Any) -> Tensor:
+    """Apply an op that passes no gradient (a comparison, detach): its result is a constant,
+    never recorded, though what watches every op (a trace, forward mode) sees it."""
+    with no_grad():
+        return apply(op, *inputs, **params)
+
+
 class Tensor:
     """An n-dimensional array (``.data``) with an optional gradient (``.grad``)."""
 
@@ -51,8 +58,11 @@ class Tensor:
 
     def __init__(self, data: ArrayLike, requires_grad: bool = False, dtype: DTypeLike | None = None,
                  name: str | None = None) -> None:
-        self.data: np.ndarray = as_numeric_array(
-            "Tensor", data.data if isinstance(data, Tensor) else data, dtype)
+        if isinstance(data, Tensor):  # a copy of its values now: a trace would keep them
+            refuse_while_tracing("a Tensor made from another one's values",
+                                 "use t.detach(), which a trace records")
+            data = data.data
+        self.data: np.ndarray = as_numeric_array("Tensor", data, dtype)
         if requires_grad and self.data.dtype.kind != "f":
             raise TypeError(f"Tensor: only floating-point tensors can require gradients, "
                             f"got dtype {self.data.dtype}")
@@ -90,6 +100,8 @@ class Tensor:
 
     @grad.setter
     def grad(self, value: Tensor | None) -> None:
+        refuse_while_tracing("setting .grad (as optimizer.zero_grad() does)",
+                             "zero or set gradients outside it")
         if value is not None:
             if not isinstance(value, Tensor):
                 raise TypeError(f"grad: can only be set to None or a Tensor, got "
@@ -134,10 +146,11 @@ class Tensor:
 
     def detach(self) -> Tensor:
         """The same data, cut from the graph."""
-        return Tensor._wrap(self.data)
+        return constant(ops.DETACH, self)
 
     def zero_(self) -> Tensor:
         """Set every element to 0, in place (bumps the version: see `backward`)."""
+        refuse_while_tracing("zero_()", "zero the tensor outside it")
         if not self.data.flags.writeable:
             self.data = self.data.copy()
         self.data[...] = 0
@@ -238,22 +251,22 @@ class Tensor:
 
     # ------------------------------------------------------------ comparisons (no gradient)
     def __lt__(self, other: Operand) -> Tensor:
-        return Tensor._wrap(self.data < self._operand(other, "lt").data)
+        return constant(ops.LT, self, self._operand(other, "lt"))
 
     def __le__(self, other: Operand) -> Tensor:
-        return Tensor._wrap(self.data <= self._operand(other, "le").data)
+        return constant(ops.LE, self, self._operand(other, "le"))
 
     def __gt__(self, other: Operand) -> Tensor:
-        return Tensor._wrap(self.data > self._operand(other, "gt").data)
+        return constant(ops.GT, self, self._operand(other, "gt"))
 
     def __ge__(self, other: Operand) -> Tensor:
-        return Tensor._wrap(self.data >= self._operand(other, "ge").data)
+        return constant(ops.GE, self, self._operand(other, "ge"))
 
     def __eq__(self, other: Operand) -> Tensor:  # type: ignore[override]
-        return Tensor._wrap(self.data == self._operand(other, "eq").data)
+        return constant(ops.EQ, self, self._operand(other, "eq"))
 
     def __ne__(self, other: Operand) -> Tensor:  # type: ignore[override]
-        return Tensor._wrap(self.data != self._operand(other, "ne").data)
+        return constant(ops.NE, self, self._operand(other, "ne"))
 
     def sign(self) -> Tensor:
         """-1, 0 or 1 per element; piecewise constant, so no gradient flows through it."""
@@ -297,7 +310,7 @@ class Tensor:
         if target.kind not in "biuf":
             raise TypeError(f"to: expected a bool, integer or floating dtype, got {target}")
         if target.kind != "f":
-            return Tensor._wrap(self.data.astype(target))
+            return constant(ops.CAST, self, dtype=target)
         return apply(ops.TO, self, dtype=target)
 
     def type(self, dtype: DTypeLike | None = None) -> Tensor | str:

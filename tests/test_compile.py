@@ -258,7 +258,9 @@ def test_the_readme_shows_the_tape_of_the_notebook_step():
     shown = re.search(r"```\n(# a0: argument 0.*?)```", readme, re.S)
     x, y, w1, w2 = notebook_problem()
     w1.name, w2.name = "w1", "w2"
-    step = ad.compile(lambda x, y: squared_error((x @ w1).relu() @ w2, y))
+    # written at a module's top level, as the README's reader would: w1 and w2 are globals
+    module = {"squared_error": squared_error, "w1": w1, "w2": w2}
+    step = ad.compile(eval("lambda x, y: squared_error((x @ w1).relu() @ w2, y)", module))
     assert shown is not None and shown.group(1) == step.tape(x, y) + "\n"
 
 
@@ -356,3 +358,86 @@ def test_compile_refuses_what_it_cannot_use_by_name():
         ad.compile(ad.tensor([1.0]))
     with pytest.raises(ValueError, match=r"compile: cache_size must be an int ≥ 1 .* got 0"):
         ad.compile(lambda x: x * 2, cache_size=0)
+
+
+def _zero_grad(x):
+    x.grad = None  # what optimizer.zero_grad() does
+    return x * 2
+
+
+def _forward_mode(x):
+    return ad.jvp(lambda t: t * t, x, ad.ones_like(x))[1]
+
+
+ACTING_OUTSIDE_THE_OPS = {  # what each does, in the refusal's words: work a replay would skip
+    "backward()": lambda x: (x * x).sum().backward(),
+    r"a gradient taken \(autodiff.grad": lambda x: ad.grad((x * x).sum(), x),
+    r"setting \.grad": _zero_grad,
+    r"zero_\(\)": lambda x: (x * 2).zero_(),
+    r"autodiff.randn \(a random draw\)": lambda x: x + ad.randn(3),
+    r"autodiff.rand \(a random draw\)": lambda x: x + ad.rand(3),
+    "a Tensor made from another one's values": lambda x: ad.tensor(x * 2),
+    "forward mode": _forward_mode,
+}
+
+
+@pytest.mark.parametrize("what", list(ACTING_OUTSIDE_THE_OPS))
+def test_work_a_replay_would_not_repeat_is_refused_while_tracing(what):
+    """A trace records ops; these act on .grad, a random generator or values outside them, so
+    a replay would silently skip them. Uncompiled, the same function runs."""
+    fn = ACTING_OUTSIDE_THE_OPS[what]
+    x = ad.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match=rf"compile: {what}.* inside a compiled function would "
+                                           "run once, while it is traced, and never when it is "
+                                           "replayed; "):
+        ad.compile(fn)(x)
+    fn(x)
+
+
+@given(first=st.lists(st.floats(-3, 3), min_size=4, max_size=4),
+       second=st.lists(st.floats(-3, 3), min_size=4, max_size=4))
+def test_values_that_pass_no_gradient_are_replayed_not_frozen(first, second):
+    """detach, comparisons and a cast to integers make constants, yet they depend on the input:
+    a replay computes them again (they were frozen at the trace before they were ops)."""
+    w = ad.tensor([0.5, -1.0, 2.0, 1.5], requires_grad=True)
+
+    def f(x):
+        mask = (x > 0).to(ad.float64) + (x <= -1).to(ad.float64) * (x != 2).to(ad.float64)
+        count = ((x >= 1).to(ad.int64) + (x < 0.5).to(ad.int64)).sum().to(ad.float64)
+        return (w * x.detach() * mask).sum() + count * (x == x).to(ad.float64).sum()
+
+    step = ad.compile(f)
+    step(ad.tensor(first))  # the trace
+    x = ad.tensor(second)
+    replayed = step(x)
+    replayed.backward()
+    replayed_grad, w.grad = w.grad, None
+    eager = f(x)
+    eager.backward()
+    assert replayed.item() == eager.item() and np.array_equal(replayed_grad.data, w.grad.data)
+
+
+def test_rebinding_a_name_the_function_reads_traces_again():
+    """A new tensor, a new number under a global or closure name: the guard sees the name
+    bound to something else and traces again, so the new value is used (and gets .grad)."""
+    module = {"w": ad.tensor([1.0, 1.0], requires_grad=True), "scale": 2.0}
+    step = ad.compile(eval("lambda x: (x * w).sum() * scale", module))
+    x = ad.tensor([1.0, 2.0])
+    assert step(x).item() == step(x).item() == 6.0
+    module["w"] = ad.tensor([10.0, 10.0], requires_grad=True)  # a notebook cell run again
+    step(x).backward()
+    assert module["w"].grad.tolist() == [2.0, 4.0]
+    module["scale"] = 3.0
+    assert step(x).item() == 90.0
+    module["scale"] = 3.0  # an equal number: no new trace
+    assert step(x).item() == 90.0 and len(step.programs) == 3
+
+    bias = ad.tensor(1.0)
+
+    def with_bias(x):
+        return (x + bias).sum()
+
+    closure_step = ad.compile(with_bias)
+    assert closure_step(x).item() == closure_step(x).item() == 5.0
+    bias = ad.tensor(5.0)  # noqa: F841 (read by with_bias, through its closure)
+    assert closure_step(x).item() == 13.0

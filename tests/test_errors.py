@@ -19,6 +19,7 @@ def t(*shape, grad=True):
     (lambda: t(3).mm(t(3, 2)), r"mm: expected two 2-D tensors, got \(3,\) and \(3, 2\)"),
     (lambda: t(2, 3) + t(4), r"add: cannot broadcast shapes \(2, 3\) and \(4,\)"),
     (lambda: t(2, 3) * t(2), r"mul: cannot broadcast shapes \(2, 3\) and \(2,\)"),
+    (lambda: t(2, 3) < t(2), r"lt: cannot broadcast shapes \(2, 3\) and \(2,\)"),
     (lambda: t(2, 3).sum(dim=2), r"sum: dim 2 is out of range for a tensor of shape \(2, 3\)"),
     (lambda: t(2, 3).mean(dim=(0, -2)), r"mean: dim \(0, -2\) names the same dimension twice"),
     (lambda: t(2, 3).softmax(dim=-3), r"softmax: dim -3 is out of range"),
