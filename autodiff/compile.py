@@ -30,8 +30,10 @@ recorded, still traced), so a replay computes them again. A user-defined `Functi
 traced, and ``backward(create_graph=True)`` through a compiled function is refused. Inside
 forward mode or `detect_anomaly`, which watch every op, the function runs eagerly instead of
 replaying. NumPy arrays (not Tensors) that the function reads are frozen into the trace as they
-were: pass data that changes as Tensor arguments, positionally. The names the function's own
-code reads from its closure and globals are guarded: rebound, they trace again.
+were: pass data that changes as Tensor arguments, positionally. An index made from a tensor
+(``x[labels]``) is read from that tensor's slot at each replay; a boolean mask's shape is
+checked there. A Tensor argument no op reads is guarded by identity. The names the function's
+own code reads from its closure and globals are guarded: rebound, they trace again.
 """
 
 from __future__ import annotations
@@ -80,8 +82,9 @@ class Entry:
 
 
 def trace(fn: Callable[..., Any], args: tuple[Any, ...],
-          kwargs: dict[str, Any]) -> tuple[Any, list[Entry]]:
-    """Run fn eagerly, noting every primitive applied (under no_grad too)."""
+          kwargs: dict[str, Any]) -> tuple[Any, list[Entry], dict[int, Any]]:
+    """Run fn eagerly, noting every primitive applied (under no_grad too), and where the arrays
+    of the indices it used came from (id(index array) -> the Tensor or array it copied)."""
     entries: list[Entry] = []
 
     def note(op: Op, inputs: tuple[Tensor, ...], params: dict[str, Any], out: Tensor) -> None:
@@ -94,7 +97,9 @@ def trace(fn: Callable[..., Any], args: tuple[Any, ...],
     finally:
         GradMode.op_hooks.remove(note)
         GradMode.tracing = False
-    return result, entries
+        sources, GradMode.index_sources = GradMode.index_sources, {}
+    return result, entries, sources
+
 
 
 # ---------------------------------------------------------------- the program
@@ -113,59 +118,91 @@ class Program:
     source: str
     shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = field(default_factory=dict)
     output_is_tuple: bool = False
+    # the positions of Tensor arguments no op read: guarded by identity (see _guard_lines)
+    unread: set[int] = field(default_factory=set)
     # the program as data, for drawing: (slot written, function called, slots read), forward
     # lines first, then each backward's
     steps: list[tuple[str, str, list[str]]] = field(default_factory=list)
 
 
+def same_shape(value: np.ndarray, traced: tuple[int, ...]) -> None:
+    """A replay's check where a shape depends on values (indexing by a mask from a tensor)."""
+    if value.shape != traced:
+        raise CompileCheckError(
+            f"compile: indexing by a boolean mask gave shape {value.shape} where the traced "
+            f"call's gave {traced}; a shape that depends on tensor values cannot be replayed: "
+            "use autodiff.where(mask, x, 0) instead, or call the function uncompiled")
+
+
 # names the generated code uses for itself: an op or a type of the same name gets another
 RESERVED = dict(len=len, isinstance=isinstance, type=type, GradMode=GradMode, Tensor=Tensor,
-                sum_to=sum_to, guard=None, forward=None, captured=None, args=None, kwargs=None,
-                g=None, missing=object())  # missing: a keyword argument not given
+                sum_to=sum_to, same_shape=same_shape, guard=None, forward=None, captured=None,
+                args=None, kwargs=None, g=None, missing=object())  # missing: a keyword argument
 
 
-def build(fn: Callable[..., Any], entries: list[Entry], args: tuple[Any, ...],
-          kwargs: dict[str, Any], result: Any) -> Program:
-    """The program for one trace: guard, forward and backward source, compiled."""
+def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
+          args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> Program:
+    """The program for one trace: guard, forward and backward source, compiled. `sources`: where
+    the index arrays came from (`trace`)."""
     names: dict[int, str] = {}  # id(tensor) -> slot name
+    array_slots: dict[int, str] = {}  # id(a named tensor's array) -> its slot
     keep: list[Tensor] = []  # tensors named, kept alive so their ids stay theirs
     shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}  # each slot's, for tape and viz
-    arg_slots: list[int] = []
+    captured: list[Tensor] = []
+
+    def give_slot(t: Tensor, slot: str) -> None:
+        names[id(t)] = slot
+        array_slots.setdefault(id(t.data), slot)
+        shapes.setdefault(slot, (t.shape, t.dtype))
+        keep.append(t)
+
+    def slot_of(t: Tensor) -> str:
+        """Its slot: an argument's, an op output's, or (first seen here) a new captured one."""
+        if id(t) not in names:  # made before fn ran, or a constant made inside it
+            captured.append(t)
+            give_slot(t, f"c{len(captured) - 1}")
+        return names[id(t)]
+
+    arg_slots = []
     for i, a in enumerate(args):
         if isinstance(a, Tensor) and id(a) not in names:
-            names[id(a)] = f"a{i}"
+            give_slot(a, f"a{i}")
             arg_slots.append(i)
-            shapes[f"a{i}"] = (a.shape, a.dtype)
-            keep.append(a)
-    captured: list[Tensor] = []
     namespace: dict[str, Any] = dict(RESERVED)
     forward_lines = []
     steps: list[tuple[str, str, list[str]]] = []
     returned = {id(o) for o in (result if isinstance(result, tuple) else (result,))}
     computed: dict[tuple[Any, ...], str] = {}  # (op, input slots, params, ...) -> its slot
     merged: set[int] = set()  # entries that repeat an earlier one: their slot is its slot
+    # an index array copied from a tensor's data: read from that tensor's slot at each replay
+    from_slot: dict[int, str] = {}
     for k, e in enumerate(entries):
         for t in e.inputs:
-            if id(t) not in names:  # made before fn ran, or a constant made inside it
-                names[id(t)] = f"c{len(captured)}"
-                shapes[names[id(t)]] = (t.shape, t.dtype)
-                captured.append(t)
-                keep.append(t)
-        keep.append(e.out)
-        key = (e.op.name, tuple(names[id(t)] for t in e.inputs), e.out.requires_grad,
-               tuple(e.params.items()))
+            slot_of(t)
+        for array in _arrays_in(e.params):
+            source = sources.get(id(array))
+            if isinstance(source, Tensor):
+                from_slot[id(array)] = slot_of(source)
+            elif source is not None and id(source) in array_slots:
+                from_slot[id(array)] = array_slots[id(source)]
+        read = [names[id(t)] for t in e.inputs]
+        key = (e.op.name, tuple(read), e.out.requires_grad, tuple(e.params.items()))
         if id(e.out) not in returned and all(_literal(v) for v in e.params.values()):
             if key in computed:  # the same op on the same slots again: computed once
-                names[id(e.out)] = computed[key]
+                give_slot(e.out, computed[key])
                 merged.add(k)
                 continue
             computed[key] = f"t{k}"
-        names[id(e.out)] = f"t{k}"
+        give_slot(e.out, f"t{k}")
         function = _named(namespace, e.op.name, e.op.forward)
-        call = ", ".join([names[id(t)] for t in e.inputs] + _params(e.params, f"p{k}", namespace))
-        forward_lines.append(f"    t{k} = {function}({call})")
-        steps.append((f"t{k}", function, [names[id(t)] for t in e.inputs]))
-        shapes[f"t{k}"] = (e.out.shape, e.out.dtype)
+        params = _params(e.params, f"p{k}", namespace, from_slot)
+        forward_lines.append(f"    t{k} = {function}({', '.join(read + params)})")
+        if any(a.dtype == bool and id(a) in from_slot for a in _arrays_in(e.params)):
+            # a mask from a tensor selects as many elements as it holds True: a shape the
+            # guard cannot know in advance, so the replay checks it
+            forward_lines.append(f"    same_shape(t{k}, {e.out.shape})")
+        steps.append((f"t{k}", function, read + [from_slot[id(array)] for array in
+                                                 _arrays_in(e.params) if id(array) in from_slot]))
     outputs_list = list(result) if isinstance(result, tuple) else [result]
     if not all(isinstance(o, Tensor) and id(o) in names for o in outputs_list):
         raise TypeError("compile: the function must return a Tensor computed by the engine, or "
@@ -180,13 +217,16 @@ def build(fn: Callable[..., Any], entries: list[Entry], args: tuple[Any, ...],
     leaves = [read_slots.index(name) for name in leaf_names]
     inputs_sig = ", ".join(read_slots)
     namespace["captured"] = captured
-    source = [*_guard_lines(args, kwargs, captured, _names_read(fn, namespace), namespace), "",
+    read_by_ops = {slot for _, _, read in steps for slot in read}
+    unread = {i for i in arg_slots if f"a{i}" not in read_by_ops}
+    source = [*_guard_lines(args, kwargs, captured, _names_read(fn, namespace), unread,
+                            namespace), "",
               f"def forward({inputs_sig}):", *forward_lines,
               f"    return ({', '.join(outputs)},), ({', '.join(values)}{',' if values else ''})"]
     backwards_src: list[list[str] | None] = []
     for j, out_name in enumerate(outputs):
-        lines = _backward_lines(entries, merged, names, out_name, leaf_names, namespace, steps,
-                                shapes)
+        lines = _backward_lines(entries, merged, names, from_slot, out_name, leaf_names,
+                                namespace, steps, shapes)
         if lines is not None:
             backwards_src.append(
                 [f"def backward{j}(g, {inputs_sig}{', ' if inputs_sig else ''}"
@@ -197,11 +237,12 @@ def build(fn: Callable[..., Any], entries: list[Entry], args: tuple[Any, ...],
     exec(builtins.compile(text, "<autodiff.compile>", "exec"), namespace)
     return Program(namespace["guard"], tuple(arg_slots), captured, leaves, namespace["forward"],
                    [namespace[f"backward{j}"] if b else None for j, b in enumerate(backwards_src)],
-                   text, shapes, isinstance(result, tuple), steps=steps)
+                   text, shapes, isinstance(result, tuple), steps=steps, unread=unread)
 
 
 def _guard_lines(args: tuple[Any, ...], kwargs: dict[str, Any], captured: list[Tensor],
-                 names: list[tuple[str, str, Any]], namespace: dict[str, Any]) -> list[str]:
+                 names: list[tuple[str, str, Any]], unread: set[int],
+                 namespace: dict[str, Any]) -> list[str]:
     """The guard's source: what a call must share with the traced one to replay its program.
     Grad mode; Tensor arguments by shape, dtype and requires_grad; other arguments by value
     (unhashable ones by identity); the captured tensors by the same facts as arguments; the
@@ -209,7 +250,9 @@ def _guard_lines(args: tuple[Any, ...], kwargs: dict[str, Any], captured: list[T
 
     An argument that fn also reaches by name (``step(w)`` where fn reads ``w`` too) is one slot
     in the trace, though fn reads it two ways: that program holds only while the same tensor
-    is passed, so the guard asks for it by identity."""
+    is passed, so the guard asks for it by identity. So it does for a Tensor argument that no
+    op read (`unread` positions): fn used its values some other way (``.data``, NumPy), which
+    the trace froze."""
     checks = [f"GradMode.enabled is {GradMode.enabled}",
               f"len(args) == {len(args)}", f"len(kwargs) == {len(kwargs)}"]
     reachable = {id(value) for _, _, value in names if isinstance(value, Tensor)}
@@ -220,7 +263,7 @@ def _guard_lines(args: tuple[Any, ...], kwargs: dict[str, Any], captured: list[T
             if id(a) in first:
                 checks.append(f"args[{i}] is args[{first[id(a)]}]")
             first.setdefault(id(a), i)
-            if id(a) in reachable:
+            if id(a) in reachable or i in unread:
                 checks.append(f"args[{i}] is {_named(namespace, f'traced{i}', a)}")
     for key, value in sorted(kwargs.items()):
         checks += _checks(f"kwargs.get({key!r}, missing)", value, f"kwarg_{key}", namespace)
@@ -272,18 +315,34 @@ def _checks(expression: str, value: Any, name: str, namespace: dict[str, Any]) -
     return [f"type({expression}) is {kind}", f"({expression} is {name} or {expression} == {name})"]
 
 
-def _params(params: dict[str, Any], name: str, namespace: dict[str, Any]) -> list[str]:
-    """Keyword arguments as source: literals where repr gives one, else a namespace constant."""
-    parts = []
-    for key, value in params.items():
+def _params(params: dict[str, Any], name: str, namespace: dict[str, Any],
+            from_slot: dict[int, str]) -> list[str]:
+    """Keyword arguments as source: literals where repr gives one, an index array by the slot it
+    was copied from (`from_slot`), else a namespace constant (a tuple: part by part)."""
+    def text(value: Any, constant: str) -> str:
         if _literal(value):
-            parts.append(f"{key}={value!r}")
-        elif isinstance(value, np.dtype):
-            parts.append(f"{key}={_named(namespace, value.name, value)}")
-        else:
-            namespace[f"{name}_{key}"] = value
-            parts.append(f"{key}={name}_{key}")
-    return parts
+            return repr(value)
+        if isinstance(value, np.dtype):
+            return _named(namespace, value.name, value)
+        if id(value) in from_slot:
+            return from_slot[id(value)]
+        if isinstance(value, tuple) and any(id(v) in from_slot for v in _arrays_in(value)):
+            parts = [text(v, f"{constant}_{i}") for i, v in enumerate(value)]
+            return f"({', '.join(parts)}{',' if len(parts) == 1 else ''})"
+        namespace[constant] = value
+        return constant
+
+    return [f"{key}={text(value, f'{name}_{key}')}" for key, value in params.items()]
+
+
+def _arrays_in(value: Any) -> list[np.ndarray]:
+    """The arrays in a parameter, or in a dict of them (an index: an array, or a tuple of
+    parts)."""
+    if isinstance(value, np.ndarray):
+        return [value]
+    if isinstance(value, dict):
+        value = tuple(value.values())
+    return [a for v in value for a in _arrays_in(v)] if isinstance(value, tuple) else []
 
 
 def _literal(value: Any) -> bool:
@@ -295,7 +354,8 @@ def _literal(value: Any) -> bool:
     return isinstance(value, tuple) and all(_literal(v) for v in value)
 
 
-def _backward_lines(entries: list[Entry], merged: set[int], names: dict[int, str], out_name: str,
+def _backward_lines(entries: list[Entry], merged: set[int], names: dict[int, str],
+                    from_slot: dict[int, str], out_name: str,
                     leaves: list[str], namespace: dict[str, Any],
                     steps: list[tuple[str, str, list[str]]],
                     shapes: dict[str, tuple[tuple[int, ...], np.dtype]]) -> list[str] | None:
@@ -332,7 +392,7 @@ def _backward_lines(entries: list[Entry], merged: set[int], names: dict[int, str
                 part = rule(grads[out], e.out.data, *[x.data for x in e.inputs], **params)
             function = _named(namespace, rule.__name__, rule)
             call = (f"{function}({', '.join([f'g_{out}', out] + [names[id(x)] for x in e.inputs])}"
-                    f"{''.join(', ' + p for p in _params(params, f'p{k}', namespace))})")
+                    f"{''.join(', ' + p for p in _params(params, f'p{k}', namespace, from_slot))})")
             if part.shape != t.shape:
                 part, call = sum_to(part, t.shape), f"sum_to({call}, {t.shape})"
             if part.dtype != t.dtype:
@@ -461,8 +521,8 @@ class Compiled:
 
     def _trace(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run fn eagerly, tracing it, and cache the program written from the trace."""
-        result, entries = trace(self.fn, args, kwargs)
-        self.programs.insert(0, build(self.fn, entries, args, kwargs, result))
+        result, entries, sources = trace(self.fn, args, kwargs)
+        self.programs.insert(0, build(self.fn, entries, sources, args, kwargs, result))
         del self.programs[self.cache_size:]
         return result
 
@@ -504,6 +564,7 @@ class Compiled:
         per op with its output's shape: forward, then each output's backward."""
         program = self.program(*args, **kwargs)
         lines = [f"# a{i}: argument {i}, {args[i].shape} {args[i].dtype}"
+                 f"{', read by no op: guarded by identity' if i in program.unread else ''}"
                  for i in program.arg_slots]
         lines += [f"# c{i}: captured {t.name + ' ' if t.name else ''}{t.shape} {t.dtype}"
                   f"{', requires grad' if t.requires_grad else ''}"

@@ -35,6 +35,9 @@ class GradModes(threading.local):
         self.tangents: dict[Any, Any] | None = None
         self.tangents_recorded = False  # tangents are recorded Tensors (create_graph=True)
         self.tracing = False  # autodiff.compile is tracing: a Function cannot be traced
+        # while tracing: id(an index's own array) -> the array it was copied from (a Tensor's,
+        # the caller's), so a replay reads the index from its slot instead of freezing it
+        self.index_sources: dict[int, Any] = {}
 
 
 GradMode = GradModes()
