@@ -101,7 +101,6 @@ def trace(fn: Callable[..., Any], args: tuple[Any, ...],
     return result, entries, sources
 
 
-
 # ---------------------------------------------------------------- the program
 @dataclass
 class Program:
