@@ -548,9 +548,10 @@ class Compiled:
             if r.shape != e.shape or not np.array_equal(r.data, e.data, equal_nan=True):
                 raise CompileCheckError(
                     f"compile: output {i} of the replayed {self.fn.__name__} differs from the "
-                    "eager run: the function's Python control flow (or an array it computes "
-                    "outside the engine) depends on tensor values, which a tracer cannot see; "
-                    "call it without compile")
+                    "eager run: the trace froze something that changed, which a tracer cannot "
+                    "see (Python control flow on tensor values, an array computed outside the "
+                    "engine, a name rebound that a function it calls reads, a model's layer "
+                    "replaced); call it without compile")
 
     def program(self, *args: Any, **kwargs: Any) -> Program:
         """The program replayed for these arguments (traced if need be)."""
