@@ -44,6 +44,9 @@ def test_the_notebook_runs_and_tells_its_story(executed):
     assert "replayed: <CompiledBackward>" in text
     assert "compiled and eager gradients are the same bits: True" in text
     assert "µs per step: eager" in text
+    assert "compile: backward() inside a compiled function would run once" in text
+    assert "t0 = gt(a0, c0)" in text
+    assert "a new input's mask, replayed as eager computes it: True" in text
     images = [o for c in executed.cells for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
     assert images, "the loss curve is drawn"
