@@ -1,11 +1,13 @@
 """`autodiff.compile`: trace a function once, replay it as straight-line code.
 
 Trace: the first call for a signature runs the function eagerly while every primitive applied is
-noted (op, inputs, params, output). From those notes it writes three Python functions, as
+noted (op, inputs, params, output). From those notes it writes four Python functions, as
 source, and compiles them once:
 
 - guard: whether a call may replay the program (grad mode; each Tensor argument's shape, dtype
   and requires_grad; other arguments' values; the same facts of the tensors it captured);
+- read: the tensors the forward reads, the arguments' (also those inside a list, tuple or dict
+  argument, as jax.jit takes a pytree's leaves) and the captured ones;
 - forward: one line per op, the op table's own forward on arrays (``t3 = matmul(t1, c0)``);
 - backward: the VJP rules in reverse order, for the tensors that need a gradient only,
   contributions summed. The rules run once at trace time, so a contribution is given ``sum_to``
@@ -107,7 +109,9 @@ class Program:
     """A traced function as generated Python functions, and the tensors they read."""
 
     guard: Callable[[tuple[Any, ...], dict[str, Any]], bool]  # may this call replay it?
-    arg_slots: tuple[int, ...]  # the positions of the Tensor arguments (a0, a1, ...)
+    read: Callable[[tuple[Any, ...]], list[Tensor]]  # the tensors a call's forward reads
+    # each Tensor argument: its slot, where it is in args (``args[1][0]``), that in words
+    arguments: list[tuple[str, str, str]]
     captured: list[Tensor]  # tensors fn reached that are not arguments (weights, constants)
     # the slots that get gradients (the node's inputs), as positions among the tensors the
     # forward reads: the Tensor arguments, then the captured tensors
@@ -117,8 +121,8 @@ class Program:
     source: str
     shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = field(default_factory=dict)
     output_is_tuple: bool = False
-    # the positions of Tensor arguments no op read: guarded by identity (see _guard_lines)
-    unread: set[int] = field(default_factory=set)
+    # the slots of Tensor arguments no op read: guarded by identity (see _guard_lines)
+    unread: set[str] = field(default_factory=set)
     # the program as data, for drawing: (slot written, function called, slots read), forward
     # lines first, then each backward's
     steps: list[tuple[str, str, list[str]]] = field(default_factory=list)
@@ -162,11 +166,13 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
             give_slot(t, f"c{len(captured) - 1}")
         return names[id(t)]
 
-    arg_slots = []
+    arguments = []  # (slot, where in args, in words) of each Tensor argument
     for i, a in enumerate(args):
-        if isinstance(a, Tensor) and id(a) not in names:
-            give_slot(a, f"a{i}")
-            arg_slots.append(i)
+        for k, (expression, words, t) in enumerate(_tensors_in(a, f"args[{i}]", f"argument {i}")):
+            if id(t) not in names:
+                slot = f"a{i}" if t is a else f"a{i}_{k}"
+                give_slot(t, slot)
+                arguments.append((slot, expression, words))
     namespace: dict[str, Any] = dict(RESERVED)
     forward_lines = []
     steps: list[tuple[str, str, list[str]]] = []
@@ -212,14 +218,18 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
     # with its own graph passes them on: the walker continues from it)
     leaf_names = list(dict.fromkeys(names[id(t)] for t in keep
                                     if t.requires_grad and names[id(t)][0] in "ac"))
-    read_slots = [f"a{i}" for i in arg_slots] + [f"c{i}" for i in range(len(captured))]
+    read_slots = [slot for slot, _, _ in arguments] + [f"c{i}" for i in range(len(captured))]
     leaves = [read_slots.index(name) for name in leaf_names]
     inputs_sig = ", ".join(read_slots)
     namespace["captured"] = captured
     read_by_ops = {slot for _, _, read in steps for slot in read}
-    unread = {i for i in arg_slots if f"a{i}" not in read_by_ops}
+    unread = {slot for slot, _, _ in arguments if slot not in read_by_ops}
+    tensors_read = [expression for _, expression, _ in arguments]
+    tensors_read += [f"captured[{i}]" for i in range(len(captured))]
     source = [*_guard_lines(args, kwargs, captured, _names_read(fn, namespace), unread,
                             namespace), "",
+              "def read(args):  # the tensors the forward reads, in slot order",
+              f"    return [{', '.join(tensors_read)}]", "",
               f"def forward({inputs_sig}):", *forward_lines,
               f"    return ({', '.join(outputs)},), ({', '.join(values)}{',' if values else ''})"]
     backwards_src: list[list[str] | None] = []
@@ -234,36 +244,40 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
             backwards_src.append(None)
     text = "\n".join(source + [line for b in backwards_src if b for line in [""] + b])
     exec(builtins.compile(text, "<autodiff.compile>", "exec"), namespace)
-    return Program(namespace["guard"], tuple(arg_slots), captured, leaves, namespace["forward"],
+    return Program(namespace["guard"], namespace["read"], arguments, captured, leaves,
+                   namespace["forward"],
                    [namespace[f"backward{j}"] if b else None for j, b in enumerate(backwards_src)],
                    text, shapes, isinstance(result, tuple), steps=steps, unread=unread)
 
 
 def _guard_lines(args: tuple[Any, ...], kwargs: dict[str, Any], captured: list[Tensor],
-                 names: list[tuple[str, str, Any]], unread: set[int],
+                 names: list[tuple[str, str, Any]], unread: set[str],
                  namespace: dict[str, Any]) -> list[str]:
     """The guard's source: what a call must share with the traced one to replay its program.
     Grad mode; Tensor arguments by shape, dtype and requires_grad; other arguments by value
-    (unhashable ones by identity); the captured tensors by the same facts as arguments; the
-    names fn reads from its closure and globals (`_names_read`), still bound to what they were.
+    (unhashable ones by identity), a list, tuple or dict holding tensors part by part; the
+    captured tensors by the same facts as arguments; the names fn reads from its closure and
+    globals (`_names_read`), still bound to what they were.
 
     An argument that fn also reaches by name (``step(w)`` where fn reads ``w`` too) is one slot
     in the trace, though fn reads it two ways: that program holds only while the same tensor
     is passed, so the guard asks for it by identity. So it does for a Tensor argument that no
-    op read (`unread` positions): fn used its values some other way (``.data``, NumPy), which
-    the trace froze."""
+    op read (`unread` slots): fn used its values some other way (``.data``, NumPy), which the
+    trace froze."""
     checks = [f"GradMode.enabled is {GradMode.enabled}",
               f"len(args) == {len(args)}", f"len(kwargs) == {len(kwargs)}"]
     reachable = {id(value) for _, _, value in names if isinstance(value, Tensor)}
-    first: dict[int, int] = {}  # id of a Tensor argument -> the first position it was at
+    first: dict[int, tuple[str, str]] = {}  # id of a Tensor argument -> (where first, slot)
     for i, a in enumerate(args):
         checks += _checks(f"args[{i}]", a, f"arg{i}", namespace)
-        if isinstance(a, Tensor):  # traced as one slot, so it must be one tensor again
-            if id(a) in first:
-                checks.append(f"args[{i}] is args[{first[id(a)]}]")
-            first.setdefault(id(a), i)
-            if id(a) in reachable or i in unread:
-                checks.append(f"args[{i}] is {_named(namespace, f'traced{i}', a)}")
+        for k, (expression, _, t) in enumerate(_tensors_in(a, f"args[{i}]", "")):
+            if id(t) in first:  # traced as one slot, so it must be one tensor again
+                checks.append(f"{expression} is {first[id(t)][0]}")
+                continue
+            slot = f"a{i}" if t is a else f"a{i}_{k}"
+            first[id(t)] = (expression, slot)
+            if id(t) in reachable or slot in unread:
+                checks.append(f"{expression} is {_named(namespace, f'traced_{slot}', t)}")
     for key, value in sorted(kwargs.items()):
         checks += _checks(f"kwargs.get({key!r}, missing)", value, f"kwarg_{key}", namespace)
     for i, t in enumerate(captured):  # the same objects every call: their facts may change
@@ -272,6 +286,29 @@ def _guard_lines(args: tuple[Any, ...], kwargs: dict[str, Any], captured: list[T
         checks += ([f"{expression} is {_named(namespace, name, value)}"]
                    if isinstance(value, Tensor) else _checks(expression, value, name, namespace))
     return ["def guard(args, kwargs):", "    return (" + "\n            and ".join(checks) + ")"]
+
+
+def _parts(value: Any) -> list[tuple[Any, Any]] | None:
+    """The items of a list, tuple or dict (with str or int keys) that holds a Tensor somewhere:
+    a trace takes those tensors as arguments, as jax.jit does a pytree's leaves. None for
+    anything else."""
+    if isinstance(value, dict) and all(type(k) in (str, int) for k in value):
+        parts = list(value.items())
+    elif isinstance(value, (list, tuple)):
+        parts = list(enumerate(value))
+    else:
+        return None
+    return parts if any(_tensors_in(part, "", "") for _, part in parts) else None
+
+
+def _tensors_in(value: Any, expression: str, words: str) -> list[tuple[str, str, Tensor]]:
+    """The tensors of an argument (itself, or inside the lists, tuples and dicts it is made
+    of): where each is (``args[1][0]``), that in words (``argument 1[0]``), the tensor."""
+    if isinstance(value, Tensor):
+        return [(expression, words, value)]
+    parts = _parts(value) if isinstance(value, (list, tuple, dict)) else None
+    return [found for key, part in parts or ()
+            for found in _tensors_in(part, f"{expression}[{key!r}]", f"{words}[{key!r}]")]
 
 
 def _names_read(fn: Callable[..., Any], namespace: dict[str, Any]) -> list[tuple[str, str, Any]]:
@@ -302,6 +339,15 @@ def _checks(expression: str, value: Any, name: str, namespace: dict[str, Any]) -
         return [f"isinstance({expression}, Tensor)", f"{expression}.data.shape == {value.shape}",
                 f"{expression}.data.dtype == {dtype}",
                 f"{expression}.requires_grad is {value.requires_grad}"]
+    parts = _parts(value)
+    if parts is not None:  # a list, tuple or dict holding tensors: the same shape, part by part
+        kind = _named(namespace, type(value).__name__, type(value))
+        checks = [f"type({expression}) is {kind}", f"len({expression}) == {len(parts)}"]
+        if isinstance(value, dict):
+            checks.append(f"list({expression}) == {list(value)!r}")
+        for key, part in parts:
+            checks += _checks(f"{expression}[{key!r}]", part, f"{name}_{key}", namespace)
+        return checks
     name = _named(namespace, name, value)
     if type(value).__eq__ is object.__eq__:  # type: ignore[comparison-overlap]
         # a function, a module, a Module: only itself equals it
@@ -493,7 +539,7 @@ class Compiled:
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if kwargs and any(isinstance(v, Tensor) for v in kwargs.values()):
+        if kwargs and any(_tensors_in(v, "", "") for v in kwargs.values()):
             raise TypeError(f"compile: pass {self.fn.__name__}'s Tensor arguments positionally "
                             "(a Tensor given by keyword would be frozen into the trace)")
         if GradMode.op_hooks or GradMode.detect_anomaly or GradMode.record_origins:
@@ -526,7 +572,7 @@ class Compiled:
         return result
 
     def _replay(self, program: Program, args: tuple[Any, ...]) -> Any:
-        read = [args[i] for i in program.arg_slots] + program.captured  # in slot order
+        read = program.read(args)  # in slot order
         arrays = [t.data for t in read]
         results, values = program.forward(*arrays)
         outputs = [Tensor._wrap(data) for data in results]
@@ -563,9 +609,10 @@ class Compiled:
         """The straight-line program replayed for these arguments (traced if need be), one line
         per op with its output's shape: forward, then each output's backward."""
         program = self.program(*args, **kwargs)
-        lines = [f"# a{i}: argument {i}, {args[i].shape} {args[i].dtype}"
-                 f"{', read by no op: guarded by identity' if i in program.unread else ''}"
-                 for i in program.arg_slots]
+        lines = [f"# {slot}: {words}, {shape} {dtype}"
+                 f"{', read by no op: guarded by identity' if slot in program.unread else ''}"
+                 for slot, _, words in program.arguments
+                 for shape, dtype in [program.shapes[slot]]]
         lines += [f"# c{i}: captured {t.name + ' ' if t.name else ''}{t.shape} {t.dtype}"
                   f"{', requires grad' if t.requires_grad else ''}"
                   f"{f' = {t.item()!r}' if t.ndim == 0 else ''}"

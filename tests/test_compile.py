@@ -2,6 +2,7 @@
 backward; it traces again on a new signature; check=True catches what a tracer cannot see."""
 
 import re
+from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
@@ -491,3 +492,47 @@ def test_a_mask_that_selects_another_count_is_refused_at_replay():
                                                    r"shape \(3,\) where the traced call's gave "
                                                    r"\(2,\); .* use autodiff.where"):
         step(ad.tensor([5.0, 6.0, 7.0]))
+
+
+Batch = namedtuple("Batch", "x y")
+
+
+@pytest.mark.parametrize("pack", [
+    lambda x, y: ([x, y],), lambda x, y: ((x, y),), lambda x, y: ({"x": x, "y": y},),
+    lambda x, y: (Batch(x, y),), lambda x, y: ({"pair": [x, y]},)], ids=[
+    "list", "tuple", "dict", "namedtuple", "nested"])
+def test_tensors_inside_a_list_tuple_or_dict_argument_are_arguments(pack):
+    """As jax.jit takes a pytree's leaves: each tensor inside is a slot, read from where it
+    stands at every call, so a new batch in the same container (or a mutated list) is used."""
+    w = ad.tensor([1.0, -1.0], requires_grad=True)
+
+    def loss(batch):
+        parts = list(batch.values())[0] if isinstance(batch, dict) and "pair" in batch else batch
+        x, y = (parts["x"], parts["y"]) if isinstance(parts, dict) else parts
+        return ((x * w - y) ** 2).sum()
+
+    step = ad.compile(loss)
+    rng = np.random.default_rng(0)
+    container = None
+    for _ in range(3):
+        x, y = ad.tensor(rng.standard_normal(2)), ad.tensor(rng.standard_normal(2))
+        container, = pack(x, y)
+        replayed = step(container)
+        replayed.backward()
+        replayed_grad, w.grad = w.grad, None
+        eager = loss(container)
+        eager.backward()
+        assert replayed.item() == eager.item()
+        assert np.array_equal(replayed_grad.data, w.grad.data)
+        w.grad = None
+    assert len(step.programs) == 1
+    if isinstance(container, list):  # the same list, its tensors replaced
+        container[0] = ad.tensor([5.0, 5.0])
+        assert step(container).item() == loss(container).item()
+    assert "# a0_0: argument 0" in step.tape(container)
+
+
+def test_a_tensor_inside_a_keyword_argument_is_refused():
+    step = ad.compile(lambda x, extra=None: (x * extra[0]).sum())
+    with pytest.raises(TypeError, match="pass .* Tensor arguments positionally"):
+        step(ad.tensor([1.0]), extra=[ad.tensor([2.0])])
