@@ -262,8 +262,8 @@ def _guard_lines(args: tuple[Any, ...], kwargs: dict[str, Any], captured: list[T
     An argument that fn also reaches by name (``step(w)`` where fn reads ``w`` too) is one slot
     in the trace, though fn reads it two ways: that program holds only while the same tensor
     is passed, so the guard asks for it by identity. So it does for a Tensor argument that no
-    op read (`unread` slots): fn used its values some other way (``.data``, NumPy), which the
-    trace froze."""
+    op read (`unread` slots), and for its array: fn used its values some other way (``.data``,
+    NumPy), which the trace froze."""
     checks = [f"GradMode.enabled is {GradMode.enabled}",
               f"len(args) == {len(args)}", f"len(kwargs) == {len(kwargs)}"]
     reachable = {id(value) for _, _, value in names if isinstance(value, Tensor)}
@@ -278,6 +278,8 @@ def _guard_lines(args: tuple[Any, ...], kwargs: dict[str, Any], captured: list[T
             first[id(t)] = (expression, slot)
             if id(t) in reachable or slot in unread:
                 checks.append(f"{expression} is {_named(namespace, f'traced_{slot}', t)}")
+            if slot in unread:  # and its array: a new one (t.data = ...) has new values
+                checks.append(f"{expression}.data is {_named(namespace, f'{slot}_data', t.data)}")
     for key, value in sorted(kwargs.items()):
         checks += _checks(f"kwargs.get({key!r}, missing)", value, f"kwarg_{key}", namespace)
     for i, t in enumerate(captured):  # the same objects every call: their facts may change

@@ -479,6 +479,10 @@ def test_a_tensor_argument_no_op_reads_is_guarded_by_identity():
     x = ad.tensor([1.0, 2.0])
     assert step(x, ad.tensor([1.0, 1.0])).item() == 6.0
     assert step(x, ad.tensor([2.0, 2.0])).item() == 12.0 and len(step.programs) == 2
+    t = ad.tensor([2.0, 2.0])
+    assert step(x, t).item() == 12.0
+    t.data = np.array([3.0, 3.0])  # the same tensor, a new array
+    assert step(x, t).item() == 18.0
     assert "argument 1, (2,) float64, read by no op: guarded by identity" in step.tape(x, x * 1)
 
 
