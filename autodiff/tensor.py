@@ -6,6 +6,7 @@ Every differentiable method is one call to `apply` with a primitive from `autodi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeAlias
 
@@ -88,6 +89,8 @@ class Tensor:
         if isinstance(other, Tensor):
             return other
         if isinstance(other, (int, float)) and self.data.dtype.kind == "f":
+            if other:  # 0.0 and -0.0 are equal keys to a cache, and differ: made each time
+                return _number(other, self.data.dtype)
             return Tensor._wrap(np.asarray(other, dtype=self.data.dtype))
         return Tensor._wrap(as_numeric_array(op_name, other))
 
@@ -421,6 +424,16 @@ class Tensor:
     def float(self) -> Tensor:  # last in the class: the name would hide the builtin above
         """This tensor in float32 (``.to(autodiff.float32)``, as PyTorch's ``.float()``)."""
         return self.to(np.float32)
+
+
+@functools.lru_cache(maxsize=256)
+def _number(value: float, dtype: np.dtype) -> Tensor:
+    """The constant tensor of a nonzero Python number in a floating dtype, made once: ``x * 2``
+    in a loop wraps 2 once (numbers equal as keys, 1 and 1.0, give equal arrays). Its array is
+    read-only, so no one can change it under the ops that share it."""
+    data = np.asarray(value, dtype=dtype)
+    data.flags.writeable = False
+    return Tensor._wrap(data)
 
 
 def _unpack(sizes: tuple[Any, ...]) -> tuple[Any, ...]:

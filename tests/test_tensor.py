@@ -72,3 +72,13 @@ def test_iterating_gives_rows_that_carry_gradients():
     assert [r.tolist() for r in rows] == [[1.0, 2.0], [3.0, 4.0]]
     (rows[0] * rows[1]).sum().backward()
     np.testing.assert_array_equal(x.grad.data, [[3.0, 4.0], [1.0, 2.0]])
+
+
+def test_a_python_number_is_wrapped_once_read_only_and_its_zero_keeps_its_sign():
+    """x * 3 in a loop wraps 3 once (a cache); nobody can change the shared constant, and 0.0
+    and -0.0, equal as keys, are not cached: each keeps its sign."""
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    three, three_again = (x * 3.0).grad_fn.inputs[1], (x * 3).grad_fn.inputs[1]
+    assert three is three_again and not three.data.flags.writeable
+    assert (x * 3).tolist() == [3.0, 6.0] and (x.float() * 3).dtype == np.float32
+    assert np.signbit((x * -0.0).data).all() and not np.signbit((x * 0.0).data).any()
