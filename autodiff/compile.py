@@ -26,7 +26,8 @@ What a tracer cannot see: Python control flow that depends on tensor values (an 
 were when traced. ``check=True`` runs the eager function beside the first replays and raises
 `CompileCheckError` on any difference. What acts outside the ops, which a replay would skip, is
 refused while tracing (`graph.refuse_while_tracing`): ``backward()`` and ``autodiff.grad``,
-setting ``.grad`` or ``zero_()``, random draws, forward mode, a Tensor made from another's values.
+setting ``.grad`` or ``zero_()``, random draws, forward mode, a Tensor made from another's values,
+``bool()`` of a tensor (``if x.sum() > 0``: the branch would be frozen).
 Comparisons, ``detach()`` and casts to integers pass no gradient, but they are ops (not
 recorded, still traced), so a replay computes them again. A user-defined `Function` cannot be
 traced, and ``backward(create_graph=True)`` through a compiled function is refused. Inside

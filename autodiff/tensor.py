@@ -175,6 +175,9 @@ class Tensor:
         return (self[i] for i in range(len(self)))
 
     def __bool__(self) -> bool:
+        refuse_while_tracing("bool() of a tensor (an if or a while on its values)",
+                             "use autodiff.where, or pass the condition as an argument, or run "
+                             "the function uncompiled")
         return bool(self.data)
 
     def __float__(self) -> float:

@@ -381,6 +381,8 @@ ACTING_OUTSIDE_THE_OPS = {  # what each does, in the refusal's words: work a rep
     r"autodiff.rand \(a random draw\)": lambda x: x + ad.rand(3),
     "a Tensor made from another one's values": lambda x: ad.tensor(x * 2),
     "forward mode": _forward_mode,
+    r"bool\(\) of a tensor \(an if or a while on its values\)":
+        lambda x: x * 2 if x.sum() > 0 else x * 3,
 }
 
 
