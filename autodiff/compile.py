@@ -285,9 +285,9 @@ def _guard_lines(args: tuple[Any, ...], kwargs: dict[str, Any], captured: list[T
         checks += _checks(f"kwargs.get({key!r}, missing)", value, f"kwarg_{key}", namespace)
     for i, t in enumerate(captured):  # the same objects every call: their facts may change
         checks += _checks(f"captured[{i}]", t, "", namespace)[1:]
-    for expression, name, value in names:  # rebinding a name (a new tensor, a new lr) retraces
-        checks += ([f"{expression} is {_named(namespace, name, value)}"]
-                   if isinstance(value, Tensor) else _checks(expression, value, name, namespace))
+    for expression, name, value in names:  # rebinding a name (a new tensor, a new lr) retraces;
+        # the tensors it reaches were captured, so they must be the very same ones
+        checks += _checks(expression, value, name, namespace, same_tensors=True)
     return ["def guard(args, kwargs):", "    return (" + "\n            and ".join(checks) + ")"]
 
 
@@ -334,9 +334,13 @@ def _names_read(fn: Callable[..., Any], namespace: dict[str, Any]) -> list[tuple
     return names
 
 
-def _checks(expression: str, value: Any, name: str, namespace: dict[str, Any]) -> list[str]:
+def _checks(expression: str, value: Any, name: str, namespace: dict[str, Any],
+            same_tensors: bool = False) -> list[str]:
     """The conditions under which `expression` may stand for the traced `value`: a tensor's
-    facts, another value's own self or (when hashable) an equal value of its type."""
+    facts (or, with `same_tensors`, the tensor itself: one the trace captured, not read
+    anew), a container's parts, another value's own self or (when hashable) an equal value."""
+    if isinstance(value, Tensor) and same_tensors:
+        return [f"{expression} is {_named(namespace, name, value)}"]
     if isinstance(value, Tensor):
         dtype = _named(namespace, value.dtype.name, value.dtype)
         return [f"isinstance({expression}, Tensor)", f"{expression}.data.shape == {value.shape}",
@@ -349,7 +353,8 @@ def _checks(expression: str, value: Any, name: str, namespace: dict[str, Any]) -
         if isinstance(value, dict):
             checks.append(f"list({expression}) == {list(value)!r}")
         for key, part in parts:
-            checks += _checks(f"{expression}[{key!r}]", part, f"{name}_{key}", namespace)
+            checks += _checks(f"{expression}[{key!r}]", part, f"{name}_{key}", namespace,
+                              same_tensors)
         return checks
     name = _named(namespace, name, value)
     if type(value).__eq__ is object.__eq__:  # type: ignore[comparison-overlap]

@@ -437,6 +437,12 @@ def test_rebinding_a_name_the_function_reads_traces_again():
     module["scale"] = 3.0  # an equal number: no new trace
     assert step(x).item() == 90.0 and len(step.programs) == 3
 
+    weights = {"params": [ad.tensor([1.0, 1.0], requires_grad=True)]}
+    by_list = ad.compile(eval("lambda x: (x * params[0]).sum()", weights))
+    assert by_list(x).item() == by_list(x).item() == 3.0
+    weights["params"][0] = ad.tensor([5.0, 5.0], requires_grad=True)  # replaced in the list
+    assert by_list(x).item() == 15.0
+
     bias = ad.tensor(1.0)
 
     def with_bias(x):
