@@ -267,7 +267,7 @@ def _guard_lines(args: tuple[Any, ...], kwargs: dict[str, Any], captured: list[T
     NumPy), which the trace froze."""
     checks = [f"GradMode.enabled is {GradMode.enabled}",
               f"len(args) == {len(args)}", f"len(kwargs) == {len(kwargs)}"]
-    reachable = {id(value) for _, _, value in names if isinstance(value, Tensor)}
+    reachable = {id(t) for _, _, value in names for _, _, t in _tensors_in(value, "", "")}
     first: dict[int, tuple[str, str]] = {}  # id of a Tensor argument -> (where first, slot)
     for i, a in enumerate(args):
         checks += _checks(f"args[{i}]", a, f"arg{i}", namespace)

@@ -350,10 +350,15 @@ def test_an_argument_the_function_also_reads_by_name_is_guarded_by_identity():
         return (a * w).sum()
 
     step = ad.compile(f)
-    x = ad.tensor([1.0, 2.0])
+    x = ad.tensor([1.0, 2.0], requires_grad=True)  # the same facts as w: only identity differs
     assert step(w).item() == step(w).item() == 2.0
     assert step(x).item() == f(x).item() == 3.0
     assert step(x).item() == 3.0 and len(step.programs) == 2
+
+    weights = {"params": [w]}  # the same, reached through a list the function reads by name
+    by_list = ad.compile(eval("lambda a: (a * params[0]).sum()", weights))
+    assert by_list(w).item() == by_list(w).item() == 2.0
+    assert by_list(x).item() == 3.0
 
 
 def test_compile_refuses_what_it_cannot_use_by_name():
