@@ -33,10 +33,12 @@ recorded, still traced), so a replay computes them again. A user-defined `Functi
 traced, and ``backward(create_graph=True)`` through a compiled function is refused. Inside
 forward mode or `detect_anomaly`, which watch every op, the function runs eagerly instead of
 replaying. NumPy arrays (not Tensors) that the function reads are frozen into the trace as they
-were: pass data that changes as Tensor arguments, positionally. An index made from a tensor
-(``x[labels]``) is read from that tensor's slot at each replay; a boolean mask's shape is
-checked there. A Tensor argument no op reads is guarded by identity. The names the function's
-own code reads from its closure and globals are guarded: rebound, they trace again.
+were: pass data that changes as Tensor arguments (or lists, tuples, dicts of them),
+positionally. An index made from a tensor (``x[labels]``) is read from that tensor's slot at
+each replay; a boolean mask's shape, and an integer index's sign where the traced one had no
+negative value, are checked there. A Tensor argument no op reads is guarded by identity. The
+names the function's own code reads from its closure and globals are guarded: rebound, they
+trace again.
 """
 
 from __future__ import annotations
@@ -138,10 +140,22 @@ def same_shape(value: np.ndarray, traced: tuple[int, ...]) -> None:
             "use autodiff.where(mask, x, 0) instead, or call the function uncompiled")
 
 
+def non_negative(index: np.ndarray) -> None:
+    """A replay's check of an integer index read from a tensor whose traced values were all
+    ≥ 0: code that validated them in Python (cross_entropy's labels) does not run again."""
+    if index.size and index.min() < 0:
+        raise CompileCheckError(
+            f"compile: an index read from a tensor holds {index.min()} where the traced call's "
+            "held no negative value; the checks the function made on it in Python (as "
+            "cross_entropy's on its labels) are not run again by a replay, and NumPy would count "
+            "it from the end; call the function uncompiled to have them checked")
+
+
 # names the generated code uses for itself: an op or a type of the same name gets another
 RESERVED = dict(len=len, isinstance=isinstance, type=type, GradMode=GradMode, Tensor=Tensor,
-                sum_to=sum_to, same_shape=same_shape, guard=None, forward=None, captured=None,
-                args=None, kwargs=None, g=None, missing=object())  # missing: a keyword argument
+                sum_to=sum_to, same_shape=same_shape, non_negative=non_negative, guard=None,
+                forward=None, read=None, captured=None, args=None, kwargs=None, g=None,
+                missing=object())  # missing: a keyword argument not given
 
 
 def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
@@ -182,6 +196,7 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
     merged: set[int] = set()  # entries that repeat an earlier one: their slot is its slot
     # an index array copied from a tensor's data: read from that tensor's slot at each replay
     from_slot: dict[int, str] = {}
+    checked: set[str] = set()  # slots of integer indices checked non-negative
     for k, e in enumerate(entries):
         for t in e.inputs:
             slot_of(t)
@@ -202,6 +217,14 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
         give_slot(e.out, f"t{k}")
         function = _named(namespace, e.op.name, e.op.forward)
         params = _params(e.params, f"p{k}", namespace, from_slot)
+        for array in _arrays_in(e.params):
+            index_slot = from_slot.get(id(array))
+            if index_slot and array.dtype.kind == "i" and array.min(initial=0) >= 0 \
+                    and index_slot not in checked:
+                # a replay does not run again what checked these indices in Python
+                # (cross_entropy's labels): a negative one would count from the end
+                forward_lines.append(f"    non_negative({index_slot})")
+                checked.add(index_slot)
         forward_lines.append(f"    t{k} = {function}({', '.join(read + params)})")
         if any(a.dtype == bool and id(a) in from_slot for a in _arrays_in(e.params)):
             # a mask from a tensor selects as many elements as it holds True: a shape the

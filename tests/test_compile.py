@@ -553,3 +553,18 @@ def test_a_tensor_inside_a_keyword_argument_is_refused():
     step = ad.compile(lambda x, extra=None: (x * extra[0]).sum())
     with pytest.raises(TypeError, match="pass .* Tensor arguments positionally"):
         step(ad.tensor([1.0]), extra=[ad.tensor([2.0])])
+
+
+def test_a_negative_label_at_a_replay_is_refused_as_cross_entropy_refuses_it_eagerly():
+    """cross_entropy checks its labels in Python, which a replay does not run again; NumPy
+    would take -1 as the last class. The replay checks the index read from the labels' slot."""
+    logits = ad.tensor(np.zeros((3, 4)), requires_grad=True)
+    step = ad.compile(cross_entropy)
+    step(logits, ad.tensor([0, 1, 2]))
+    assert step(logits, ad.tensor([3, 3, 0])).item() == pytest.approx(np.log(4))
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\]"):
+        cross_entropy(logits, ad.tensor([-1, 1, 2]))
+    with pytest.raises(ad.CompileCheckError, match=r"an index read from a tensor holds -1 where "
+                                                   r"the traced call's held no negative value"):
+        step(logits, ad.tensor([-1, 1, 2]))
+    assert "    non_negative(a1)\n" in step.tape(logits, ad.tensor([0, 1, 2]))
