@@ -4,8 +4,9 @@ Trace: the first call for a signature runs the function eagerly while every prim
 noted (op, inputs, params, output). From those notes it writes four Python functions, as
 source, and compiles them once:
 
-- guard: whether a call may replay the program (grad mode; each Tensor argument's shape, dtype
-  and requires_grad; other arguments' values; the same facts of the tensors it captured);
+- guard (written by `autodiff.guards`): whether a call may replay the program (grad mode; each
+  Tensor argument's shape, dtype and requires_grad; other arguments' values; the same facts of
+  the tensors it captured; the names the function reads);
 - read: the tensors the forward reads, the arguments' (also those inside a list, tuple or dict
   argument, as jax.jit takes a pytree's leaves) and the captured ones;
 - forward: one line per op, the op table's own forward on arrays (``t3 = matmul(t1, c0)``);
@@ -54,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from autodiff.graph import GradMode, InPlace, freed_error, no_grad
+from autodiff.guards import guard_source, named, names_read, tensors_in
 from autodiff.primitive import OPS, Op, sum_to
 from autodiff.tensor import Tensor
 
@@ -124,7 +126,7 @@ class Program:
     source: str
     shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = field(default_factory=dict)
     output_is_tuple: bool = False
-    # the slots of Tensor arguments no op read: guarded by identity (see _guard_lines)
+    # the slots of Tensor arguments no op read: guarded by identity (see guards.guard_source)
     unread: set[str] = field(default_factory=set)
     # the program as data, for drawing: (slot written, function called, slots read), forward
     # lines first, then each backward's
@@ -183,7 +185,7 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
 
     arguments = []  # (slot, where in args, in words) of each Tensor argument
     for i, a in enumerate(args):
-        for k, (expression, words, t) in enumerate(_tensors_in(a, f"args[{i}]", f"argument {i}")):
+        for k, (expression, words, t) in enumerate(tensors_in(a, f"args[{i}]", f"argument {i}")):
             if id(t) not in names:
                 slot = f"a{i}" if t is a else f"a{i}_{k}"
                 give_slot(t, slot)
@@ -215,7 +217,7 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
                 continue
             computed[key] = f"t{k}"
         give_slot(e.out, f"t{k}")
-        function = _named(namespace, e.op.name, e.op.forward)
+        function = named(namespace, e.op.name, e.op.forward)
         params = _params(e.params, f"p{k}", namespace, from_slot)
         for array in _arrays_in(e.params):
             index_slot = from_slot.get(id(array))
@@ -250,7 +252,7 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
     unread = {slot for slot, _, _ in arguments if slot not in read_by_ops}
     tensors_read = [expression for _, expression, _ in arguments]
     tensors_read += [f"captured[{i}]" for i in range(len(captured))]
-    source = [*_guard_lines(args, kwargs, captured, _names_read(fn, namespace), unread,
+    source = [*guard_source(args, kwargs, captured, names_read(fn, namespace), unread,
                             namespace), "",
               "def read(args):  # the tensors the forward reads, in slot order",
               f"    return [{', '.join(tensors_read)}]", "",
@@ -274,123 +276,6 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
                    text, shapes, isinstance(result, tuple), steps=steps, unread=unread)
 
 
-def _guard_lines(args: tuple[Any, ...], kwargs: dict[str, Any], captured: list[Tensor],
-                 names: list[tuple[str, str, Any]], unread: set[str],
-                 namespace: dict[str, Any]) -> list[str]:
-    """The guard's source: what a call must share with the traced one to replay its program.
-    Grad mode; Tensor arguments by shape, dtype and requires_grad; other arguments by value
-    (unhashable ones by identity), a list, tuple or dict holding tensors part by part; the
-    captured tensors by the same facts as arguments; the names fn reads from its closure and
-    globals (`_names_read`), still bound to what they were.
-
-    An argument that fn also reaches by name (``step(w)`` where fn reads ``w`` too) is one slot
-    in the trace, though fn reads it two ways: that program holds only while the same tensor
-    is passed, so the guard asks for it by identity. So it does for a Tensor argument that no
-    op read (`unread` slots), and for its array: fn used its values some other way (``.data``,
-    NumPy), which the trace froze."""
-    checks = [f"GradMode.enabled is {GradMode.enabled}",
-              f"len(args) == {len(args)}", f"len(kwargs) == {len(kwargs)}"]
-    reachable = {id(t) for _, _, value in names for _, _, t in _tensors_in(value, "", "")}
-    first: dict[int, tuple[str, str]] = {}  # id of a Tensor argument -> (where first, slot)
-    for i, a in enumerate(args):
-        checks += _checks(f"args[{i}]", a, f"arg{i}", namespace)
-        for k, (expression, _, t) in enumerate(_tensors_in(a, f"args[{i}]", "")):
-            if id(t) in first:  # traced as one slot, so it must be one tensor again
-                checks.append(f"{expression} is {first[id(t)][0]}")
-                continue
-            slot = f"a{i}" if t is a else f"a{i}_{k}"
-            first[id(t)] = (expression, slot)
-            if id(t) in reachable or slot in unread:
-                checks.append(f"{expression} is {_named(namespace, f'traced_{slot}', t)}")
-            if slot in unread:  # and its array: a new one (t.data = ...) has new values
-                checks.append(f"{expression}.data is {_named(namespace, f'{slot}_data', t.data)}")
-    for key, value in sorted(kwargs.items()):
-        checks += _checks(f"kwargs.get({key!r}, missing)", value, f"kwarg_{key}", namespace)
-    for i, t in enumerate(captured):  # the same objects every call: their facts may change
-        checks += _checks(f"captured[{i}]", t, "", namespace)[1:]
-    for expression, name, value in names:  # rebinding a name (a new tensor, a new lr) retraces;
-        # the tensors it reaches were captured, so they must be the very same ones
-        checks += _checks(expression, value, name, namespace, same_tensors=True)
-    return ["def guard(args, kwargs):", "    return (" + "\n            and ".join(checks) + ")"]
-
-
-def _parts(value: Any) -> list[tuple[Any, Any]] | None:
-    """The items of a list, tuple or dict (with str or int keys) that holds a Tensor somewhere:
-    a trace takes those tensors as arguments, as jax.jit does a pytree's leaves. None for
-    anything else."""
-    if isinstance(value, dict) and all(type(k) in (str, int) for k in value):
-        parts = list(value.items())
-    elif isinstance(value, (list, tuple)):
-        parts = list(enumerate(value))
-    else:
-        return None
-    return parts if any(_tensors_in(part, "", "") for _, part in parts) else None
-
-
-def _tensors_in(value: Any, expression: str, words: str) -> list[tuple[str, str, Tensor]]:
-    """The tensors of an argument (itself, or inside the lists, tuples and dicts it is made
-    of): where each is (``args[1][0]``), that in words (``argument 1[0]``), the tensor."""
-    if isinstance(value, Tensor):
-        return [(expression, words, value)]
-    parts = _parts(value) if isinstance(value, (list, tuple, dict)) else None
-    return [found for key, part in parts or ()
-            for found in _tensors_in(part, f"{expression}[{key!r}]", f"{words}[{key!r}]")]
-
-
-def _names_read(fn: Callable[..., Any], namespace: dict[str, Any]) -> list[tuple[str, str, Any]]:
-    """What fn's own code reads from its closure and its globals (not what the functions it calls
-    read): (the expression by which the guard reads it again, its name, its value now)."""
-    function = getattr(fn, "__func__", fn)  # a bound method's function
-    code = getattr(function, "__code__", None)
-    if code is None:  # a Module or another callable object: its attributes are not looked at
-        return []
-    names = []
-    cells = _named(namespace, "cells", function.__closure__ or ())
-    for k, (name, cell) in enumerate(zip(code.co_freevars, function.__closure__ or ())):
-        try:
-            names.append((f"{cells}[{k}].cell_contents", name, cell.cell_contents))
-        except ValueError:  # not bound yet: fn did not read it
-            continue
-    globals_ = _named(namespace, "fn_globals", function.__globals__)
-    names += [(f"{globals_}.get({name!r}, missing)", name, function.__globals__[name])
-              for name in dict.fromkeys(code.co_names) if name in function.__globals__]
-    return names
-
-
-def _checks(expression: str, value: Any, name: str, namespace: dict[str, Any],
-            same_tensors: bool = False) -> list[str]:
-    """The conditions under which `expression` may stand for the traced `value`: a tensor's
-    facts (or, with `same_tensors`, the tensor itself: one the trace captured, not read
-    anew), a container's parts, another value's own self or (when hashable) an equal value."""
-    if isinstance(value, Tensor) and same_tensors:
-        return [f"{expression} is {_named(namespace, name, value)}"]
-    if isinstance(value, Tensor):
-        dtype = _named(namespace, value.dtype.name, value.dtype)
-        return [f"isinstance({expression}, Tensor)", f"{expression}.data.shape == {value.shape}",
-                f"{expression}.data.dtype == {dtype}",
-                f"{expression}.requires_grad is {value.requires_grad}"]
-    parts = _parts(value)
-    if parts is not None:  # a list, tuple or dict holding tensors: the same shape, part by part
-        kind = _named(namespace, type(value).__name__, type(value))
-        checks = [f"type({expression}) is {kind}", f"len({expression}) == {len(parts)}"]
-        if isinstance(value, dict):
-            checks.append(f"list({expression}) == {list(value)!r}")
-        for key, part in parts:
-            checks += _checks(f"{expression}[{key!r}]", part, f"{name}_{key}", namespace,
-                              same_tensors)
-        return checks
-    name = _named(namespace, name, value)
-    if type(value).__eq__ is object.__eq__:  # type: ignore[comparison-overlap]
-        # a function, a module, a Module: only itself equals it
-        return [f"{expression} is {name}"]
-    try:
-        hash(value)
-    except TypeError:  # a list, an array: it may change, so only itself will do
-        return [f"{expression} is {name}"]
-    kind = _named(namespace, type(value).__name__, type(value))
-    return [f"type({expression}) is {kind}", f"({expression} is {name} or {expression} == {name})"]
-
-
 def _params(params: dict[str, Any], name: str, namespace: dict[str, Any],
             from_slot: dict[int, str]) -> list[str]:
     """Keyword arguments as source: literals where repr gives one, an index array by the slot it
@@ -399,7 +284,7 @@ def _params(params: dict[str, Any], name: str, namespace: dict[str, Any],
         if _literal(value):
             return repr(value)
         if isinstance(value, np.dtype):
-            return _named(namespace, value.name, value)
+            return named(namespace, value.name, value)
         if id(value) in from_slot:
             return from_slot[id(value)]
         if isinstance(value, tuple) and any(id(v) in from_slot for v in _arrays_in(value)):
@@ -466,7 +351,7 @@ def _backward_lines(entries: list[Entry], merged: set[int], names: dict[int, str
             rule = on_arrays(rule)
             with np.errstate(all="ignore"):
                 part = rule(grads[out], e.out.data, *[x.data for x in e.inputs], **params)
-            function = _named(namespace, rule.__name__, rule)
+            function = named(namespace, rule.__name__, rule)
             call = (f"{function}({', '.join([f'g_{out}', out] + [names[id(x)] for x in e.inputs])}"
                     f"{''.join(', ' + p for p in _params(params, f'p{k}', namespace, from_slot))})")
             if part.shape != t.shape:
@@ -503,15 +388,6 @@ def on_arrays(rule: Callable[..., Any]) -> Callable[..., Any]:
     forwards = types.SimpleNamespace(**{name: op.forward for name, op in OPS.items()})
     return types.FunctionType(rule.__code__, {**rule.__globals__, "prim": forwards},
                               rule.__name__, rule.__defaults__, rule.__closure__)
-
-
-def _named(namespace: dict[str, Any], name: str, value: Any) -> str:
-    """The name the generated code knows `value` (a function, a dtype, a constant) by: `name`,
-    unless something else has it already."""
-    while namespace.get(name, value) is not value:
-        name += "_"
-    namespace[name] = value
-    return name
 
 
 # ---------------------------------------------------------------- replay
@@ -570,7 +446,7 @@ class Compiled:
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if kwargs and any(_tensors_in(v, "", "") for v in kwargs.values()):
+        if kwargs and any(tensors_in(v, "", "") for v in kwargs.values()):
             raise TypeError(f"compile: pass {self.fn.__name__}'s Tensor arguments positionally "
                             "(a Tensor given by keyword would be frozen into the trace)")
         if GradMode.op_hooks or GradMode.detect_anomaly or GradMode.record_origins:
