@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import builtins
 import functools
-import math
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from autodiff.graph import GradMode, InPlace, freed_error, no_grad
-from autodiff.guards import guard_source, named, names_read, tensors_in
+from autodiff.guards import guard_source, literal, named, names_read, tensors_in
 from autodiff.primitive import OPS, Op, sum_to
 from autodiff.tensor import Tensor
 
@@ -210,7 +209,7 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
                 from_slot[id(array)] = array_slots[id(source)]
         read = [names[id(t)] for t in e.inputs]
         key = (e.op.name, tuple(read), e.out.requires_grad, tuple(e.params.items()))
-        if id(e.out) not in returned and all(_literal(v) for v in e.params.values()):
+        if id(e.out) not in returned and all(literal(v) for v in e.params.values()):
             if key in computed:  # the same op on the same slots again: computed once
                 give_slot(e.out, computed[key])
                 merged.add(k)
@@ -281,7 +280,7 @@ def _params(params: dict[str, Any], name: str, namespace: dict[str, Any],
     """Keyword arguments as source: literals where repr gives one, an index array by the slot it
     was copied from (`from_slot`), else a namespace constant (a tuple: part by part)."""
     def text(value: Any, constant: str) -> str:
-        if _literal(value):
+        if literal(value):
             return repr(value)
         if isinstance(value, np.dtype):
             return named(namespace, value.name, value)
@@ -304,15 +303,6 @@ def _arrays_in(value: Any) -> list[np.ndarray]:
     if isinstance(value, dict):
         value = tuple(value.values())
     return [a for v in value for a in _arrays_in(v)] if isinstance(value, tuple) else []
-
-
-def _literal(value: Any) -> bool:
-    """Whether repr(value) is Python source for value (not for inf or nan, which read as names)."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if value is None or isinstance(value, (bool, int, str)):
-        return True
-    return isinstance(value, tuple) and all(_literal(v) for v in value)
 
 
 def _backward_lines(entries: list[Entry], merged: set[int], names: dict[int, str],

@@ -10,6 +10,9 @@ bound to what they were when traced.
 
 from __future__ import annotations
 
+import keyword
+import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -58,10 +61,10 @@ def guard_source(args: tuple[Any, ...], kwargs: dict[str, Any], captured: list[T
 
 
 def _parts(value: Any) -> list[tuple[Any, Any]] | None:
-    """The items of a list, tuple or dict (with str or int keys) that holds a Tensor somewhere:
-    a trace takes those tensors as arguments, as jax.jit does a pytree's leaves. None for
-    anything else."""
-    if isinstance(value, dict) and all(type(k) in (str, int) for k in value):
+    """The items of a list, tuple or dict (whose keys read as source: strings, numbers, tuples
+    of them) that holds a Tensor somewhere: a trace takes those tensors as arguments, as jax.jit
+    does a pytree's leaves. None for anything else."""
+    if isinstance(value, dict) and all(literal(k) for k in value):
         parts = list(value.items())
     elif isinstance(value, (list, tuple)):
         parts = list(enumerate(value))
@@ -134,9 +137,21 @@ def _checks(expression: str, value: Any, name: str, namespace: dict[str, Any],
     return [f"type({expression}) is {kind}", f"({expression} is {name} or {expression} == {name})"]
 
 
+def literal(value: Any) -> bool:
+    """Whether repr(value) is Python source for value (not for inf or nan, which read as names)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if value is None or isinstance(value, (bool, int, str)):
+        return True
+    return isinstance(value, tuple) and all(literal(v) for v in value)
+
+
 def named(namespace: dict[str, Any], name: str, value: Any) -> str:
-    """The name the generated code knows `value` (a function, a dtype, a constant) by: `name`,
-    unless something else has it already."""
+    """The name the generated code knows `value` (a function, a dtype, a constant) by: `name`
+    made an identifier, unless something else has it already."""
+    name = re.sub(r"\W", "_", name)
+    if not name.isidentifier() or keyword.iskeyword(name):
+        name = f"v_{name}"
     while namespace.get(name, value) is not value:
         name += "_"
     namespace[name] = value

@@ -447,6 +447,11 @@ def test_rebinding_a_name_the_function_reads_traces_again():
     assert by_list(x).item() == by_list(x).item() == 3.0
     weights["params"][0] = ad.tensor([5.0, 5.0], requires_grad=True)  # replaced in the list
     assert by_list(x).item() == 15.0
+    layers = {"layers": {("fc", "weight"): ad.tensor([1.0, 1.0], requires_grad=True)}}
+    by_key = ad.compile(eval("lambda x: (x * layers[('fc', 'weight')]).sum()", layers))
+    assert by_key(x).item() == by_key(x).item() == 3.0
+    layers["layers"][("fc", "weight")] = ad.tensor([2.0, 2.0], requires_grad=True)
+    assert by_key(x).item() == 6.0
 
     bias = ad.tensor(1.0)
 
