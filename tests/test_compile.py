@@ -373,6 +373,12 @@ def _zero_grad(x):
     return x * 2
 
 
+def _minus_equals(x):
+    y = x.detach() * 2
+    y -= 1  # changes y's array: not an op
+    return y
+
+
 def _forward_mode(x):
     return ad.jvp(lambda t: t * t, x, ad.ones_like(x))[1]
 
@@ -386,6 +392,7 @@ ACTING_OUTSIDE_THE_OPS = {  # what each does, in the refusal's words: work a rep
     r"autodiff.rand \(a random draw\)": lambda x: x + ad.rand(3),
     "a Tensor made from another one's values": lambda x: ad.tensor(x * 2),
     "forward mode": _forward_mode,
+    "an in-place -=": _minus_equals,
     r"bool\(\) of a tensor \(an if or a while on its values\)":
         lambda x: x * 2 if x.sum() > 0 else x * 3,
 }

@@ -95,3 +95,64 @@ def test_save_for_backward_takes_tensors_only():
 
     with pytest.raises(TypeError, match=r"save_for_backward: argument 0 must be a Tensor"):
         Bad.apply(leaf([1.0]))
+
+
+def test_a_hand_written_sgd_step_updates_the_weights_themselves():
+    """PyTorch's `with no_grad(): for p in params: p -= lr * p.grad`: Python rebinds only the
+    loop's name unless -= changes the tensor in place, and then nothing ever trains."""
+    w1, w2 = leaf([1.0, 2.0]), leaf([[3.0], [4.0]])
+    ((w1 @ w2) ** 2).sum().backward()
+    expected = [w.data - 0.1 * w.grad.data for w in (w1, w2)]
+    params = [w1, w2]
+    with ad.no_grad():
+        for p in params:
+            p -= 0.1 * p.grad
+    for w, e in zip((w1, w2), expected):
+        np.testing.assert_array_equal(w.data, e)
+        assert w._version > 0 and w.requires_grad
+
+
+@pytest.mark.parametrize("symbol", ["+=", "-=", "*=", "/="])
+def test_each_augmented_assignment_changes_the_array_in_place(symbol):
+    t = ad.tensor([[2.0, 4.0], [6.0, 8.0]])
+    array, before = t.data, t.data.copy()
+    other = np.array([2.0, 0.5])
+    namespace = {"t": t, "other": ad.tensor(other)}
+    exec(f"t {symbol} other", namespace)
+    assert namespace["t"] is t and t.data is array  # the same tensor, the same array
+    expected = {"+=": before + other, "-=": before - other, "*=": before * other,
+                "/=": before / other}[symbol]
+    np.testing.assert_array_equal(t.data, expected)
+
+
+def test_in_place_where_a_graph_would_record_it_is_refused_and_changes_nothing():
+    w = leaf([1.0, 2.0])
+    with pytest.raises(RuntimeError, match=r"-=: a tensor that requires grad cannot be changed "
+                                           r"in place while gradients are recorded; .*no_grad"):
+        w -= 1.0
+    acc = ad.tensor([0.0, 0.0])
+    with pytest.raises(RuntimeError, match=r"\+=: a tensor that requires grad"):
+        acc += w * 2  # the operand carries a graph
+    assert w.tolist() == [1.0, 2.0] and acc.tolist() == [0.0, 0.0]
+
+
+def test_a_saved_tensor_changed_by_minus_equals_is_refused_in_backward():
+    a, b = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+    y = (a * b).sum()
+    with ad.no_grad():
+        b -= 1.0
+    with pytest.raises(RuntimeError, match=r"mul's input 1 .* was modified in place"):
+        y.backward()
+
+
+def test_in_place_keeps_the_tensors_shape_and_dtype_or_says_why_not():
+    with pytest.raises(ad.ShapeError, match=r"\+=: cannot update a tensor of shape \(2,\) in place "
+                                            r"with one of shape \(3, 2\)"):
+        t = ad.tensor([1.0, 2.0])
+        t += ad.tensor(np.ones((3, 2)))
+    counts = ad.tensor([1, 2])
+    counts += 1
+    assert counts.tolist() == [2, 3] and counts.dtype == np.int64
+    with pytest.raises(TypeError, match=r"\+=: a result of dtype float64 cannot be written into "
+                                        r"this tensor's int64"):
+        counts += 0.5
