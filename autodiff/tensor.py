@@ -251,19 +251,22 @@ class Tensor:
     def __itruediv__(self, other: Operand) -> Tensor:
         return self._in_place(np.true_divide, "/=", other)
 
+    def __ipow__(self, other: Operand) -> Tensor:
+        return self._in_place(np.power, "**=", other)
+
     def _in_place(self, ufunc: np.ufunc, symbol: str, other: Operand) -> Tensor:
         """``x -= y`` changes x's own array, as in PyTorch, and bumps its version: under
         ``no_grad``, ``p -= lr * p.grad`` updates the weight every reference to p sees (without
         this method Python would make a new tensor and rebind only the name p). No in-place op
         is recorded: where one would be (grad mode on, a tensor that requires grad), it is an
         error that says what to write instead."""
-        refuse_while_tracing(f"an in-place {symbol}", f"write x = x {symbol[0]} y")
+        refuse_while_tracing(f"an in-place {symbol}", f"write x = x {symbol[:-1]} y")
         operand = self._operand(other, ufunc.__name__)
         if GradMode.enabled and (self.requires_grad or operand.requires_grad):
             raise RuntimeError(
                 f"{symbol}: a tensor that requires grad cannot be changed in place while "
                 f"gradients are recorded; update a weight under autodiff.no_grad() (as an "
-                f"optimizer does), or write x = x {symbol[0]} y for a new tensor")
+                f"optimizer does), or write x = x {symbol[:-1]} y for a new tensor")
         if not self.data.flags.writeable:  # a read-only array (from_numpy of one) is copied
             self.data = self.data.copy()
         try:

@@ -112,7 +112,7 @@ def test_a_hand_written_sgd_step_updates_the_weights_themselves():
         assert w._version > 0 and w.requires_grad
 
 
-@pytest.mark.parametrize("symbol", ["+=", "-=", "*=", "/="])
+@pytest.mark.parametrize("symbol", ["+=", "-=", "*=", "/=", "**="])
 def test_each_augmented_assignment_changes_the_array_in_place(symbol):
     t = ad.tensor([[2.0, 4.0], [6.0, 8.0]])
     array, before = t.data, t.data.copy()
@@ -121,7 +121,7 @@ def test_each_augmented_assignment_changes_the_array_in_place(symbol):
     exec(f"t {symbol} other", namespace)
     assert namespace["t"] is t and t.data is array  # the same tensor, the same array
     expected = {"+=": before + other, "-=": before - other, "*=": before * other,
-                "/=": before / other}[symbol]
+                "/=": before / other, "**=": before ** other}[symbol]
     np.testing.assert_array_equal(t.data, expected)
 
 
