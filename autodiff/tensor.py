@@ -240,33 +240,37 @@ class Tensor:
 
     # ------------------------------------------------------------ in place: x -= y, as PyTorch
     def __iadd__(self, other: Operand) -> Tensor:
-        return self._in_place(np.add, "+=", other)
+        return self._in_place(np.add, ops.ADD, "+=", other)
 
     def __isub__(self, other: Operand) -> Tensor:
-        return self._in_place(np.subtract, "-=", other)
+        return self._in_place(np.subtract, ops.SUB, "-=", other)
 
     def __imul__(self, other: Operand) -> Tensor:
-        return self._in_place(np.multiply, "*=", other)
+        return self._in_place(np.multiply, ops.MUL, "*=", other)
 
     def __itruediv__(self, other: Operand) -> Tensor:
-        return self._in_place(np.true_divide, "/=", other)
+        return self._in_place(np.true_divide, ops.DIV, "/=", other)
 
     def __ipow__(self, other: Operand) -> Tensor:
-        return self._in_place(np.power, "**=", other)
+        return self._in_place(np.power, ops.POW, "**=", other)
 
-    def _in_place(self, ufunc: np.ufunc, symbol: str, other: Operand) -> Tensor:
-        """``x -= y`` changes x's own array, as in PyTorch, and bumps its version: under
-        ``no_grad``, ``p -= lr * p.grad`` updates the weight every reference to p sees (without
-        this method Python would make a new tensor and rebind only the name p). No in-place op
-        is recorded: where one would be (grad mode on, a tensor that requires grad), it is an
-        error that says what to write instead."""
-        refuse_while_tracing(f"an in-place {symbol}", f"write x = x {symbol[:-1]} y")
-        operand = self._operand(other, ufunc.__name__)
+    def _in_place(self, ufunc: np.ufunc, op: ops.Op, symbol: str, other: Operand) -> Tensor:
+        """``x -= y`` as in PyTorch. Where nothing is recorded (under ``no_grad``, or no tensor
+        requires grad) it changes x's own array and bumps its version: ``p -= lr * p.grad``
+        updates the weight every reference to p sees (without this method Python would make a
+        new tensor and rebind only the name p, and nothing would train). A leaf that requires
+        grad cannot be changed while recording (PyTorch's error too). Otherwise, where the
+        change must be recorded (``total += loss``), it is the op, ``x = x - y``: a new tensor,
+        since an in-place op is never recorded (other references keep the old x)."""
+        operand = self._operand(other, op.name)
         if GradMode.enabled and (self.requires_grad or operand.requires_grad):
-            raise RuntimeError(
-                f"{symbol}: a tensor that requires grad cannot be changed in place while "
-                f"gradients are recorded; update a weight under autodiff.no_grad() (as an "
-                f"optimizer does), or write x = x {symbol[:-1]} y for a new tensor")
+            if self.requires_grad and self.grad_fn is None:
+                raise RuntimeError(
+                    f"{symbol}: a leaf tensor that requires grad cannot be changed in place "
+                    "while gradients are recorded; update a weight under autodiff.no_grad() "
+                    f"(as an optimizer does), or write x = x {symbol[:-1]} y for a new tensor")
+            return apply(op, self, operand)
+        refuse_while_tracing(f"an in-place {symbol}", f"write x = x {symbol[:-1]} y")
         if not self.data.flags.writeable:  # a read-only array (from_numpy of one) is copied
             self.data = self.data.copy()
         try:

@@ -375,7 +375,7 @@ def _zero_grad(x):
 
 def _minus_equals(x):
     y = x.detach() * 2
-    y -= 1  # changes y's array: not an op
+    y -= 1  # nothing to record, so it changes y's array: not an op
     return y
 
 
