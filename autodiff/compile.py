@@ -54,7 +54,14 @@ from typing import Any
 import numpy as np
 
 from autodiff.graph import GradMode, InPlace, freed_error, no_grad
-from autodiff.guards import guard_source, literal, named, names_read, tensors_in
+from autodiff.guards import (
+    guard_source,
+    literal,
+    named,
+    names_read,
+    tensor_arguments,
+    tensors_in,
+)
 from autodiff.primitive import OPS, Op, sum_to
 from autodiff.tensor import Tensor
 
@@ -183,12 +190,10 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
         return names[id(t)]
 
     arguments = []  # (slot, where in args, in words) of each Tensor argument
-    for i, a in enumerate(args):
-        for k, (expression, words, t) in enumerate(tensors_in(a, f"args[{i}]", f"argument {i}")):
-            if id(t) not in names:
-                slot = f"a{i}" if t is a else f"a{i}_{k}"
-                give_slot(t, slot)
-                arguments.append((slot, expression, words))
+    for slot, expression, words, t in tensor_arguments(args):
+        if id(t) not in names:
+            give_slot(t, slot)
+            arguments.append((slot, expression, words))
     namespace: dict[str, Any] = dict(RESERVED)
     forward_lines = []
     steps: list[tuple[str, str, list[str]]] = []

@@ -37,19 +37,18 @@ def guard_source(args: tuple[Any, ...], kwargs: dict[str, Any], captured: list[T
     checks = [f"GradMode.enabled is {GradMode.enabled}",
               f"len(args) == {len(args)}", f"len(kwargs) == {len(kwargs)}"]
     reachable = {id(t) for _, _, value in names for _, _, t in tensors_in(value, "", "")}
-    first: dict[int, tuple[str, str]] = {}  # id of a Tensor argument -> (where first, slot)
     for i, a in enumerate(args):
         checks += _checks(f"args[{i}]", a, f"arg{i}", namespace)
-        for k, (expression, _, t) in enumerate(tensors_in(a, f"args[{i}]", "")):
-            if id(t) in first:  # traced as one slot, so it must be one tensor again
-                checks.append(f"{expression} is {first[id(t)][0]}")
-                continue
-            slot = f"a{i}" if t is a else f"a{i}_{k}"
-            first[id(t)] = (expression, slot)
-            if id(t) in reachable or slot in unread:
-                checks.append(f"{expression} is {named(namespace, f'traced_{slot}', t)}")
-            if slot in unread:  # and its array: a new one (t.data = ...) has new values
-                checks.append(f"{expression}.data is {named(namespace, f'{slot}_data', t.data)}")
+    first: dict[int, str] = {}  # id of a Tensor argument -> where it was first
+    for slot, expression, _, t in tensor_arguments(args):
+        if id(t) in first:  # traced as one slot, so it must be one tensor again
+            checks.append(f"{expression} is {first[id(t)]}")
+            continue
+        first[id(t)] = expression
+        if id(t) in reachable or slot in unread:
+            checks.append(f"{expression} is {named(namespace, f'traced_{slot}', t)}")
+        if slot in unread:  # and its array: a new one (t.data = ...) has new values
+            checks.append(f"{expression}.data is {named(namespace, f'{slot}_data', t.data)}")
     for key, value in sorted(kwargs.items()):
         checks += _checks(f"kwargs.get({key!r}, missing)", value, f"kwarg_{key}", namespace)
     for i, t in enumerate(captured):  # the same objects every call: their facts may change
@@ -58,6 +57,17 @@ def guard_source(args: tuple[Any, ...], kwargs: dict[str, Any], captured: list[T
         # the tensors it reaches were captured, so they must be the very same ones
         checks += _checks(expression, value, name, namespace, same_tensors=True)
     return ["def guard(args, kwargs):", "    return (" + "\n            and ".join(checks) + ")"]
+
+
+def tensor_arguments(args: tuple[Any, ...]) -> list[tuple[str, str, str, Tensor]]:
+    """Every Tensor among the arguments, also inside their lists, tuples and dicts: its slot
+    (``a1``, or ``a1_0`` for the first tensor inside argument 1), where it is in args
+    (``args[1][0]``), that in words (``argument 1[0]``), the tensor. A tensor passed twice is
+    listed twice: the trace gives it its first slot."""
+    return [(f"a{i}" if t is a else f"a{i}_{k}", expression, words, t)
+            for i, a in enumerate(args)
+            for k, (expression, words, t) in enumerate(tensors_in(a, f"args[{i}]",
+                                                                   f"argument {i}"))]
 
 
 def _parts(value: Any) -> list[tuple[Any, Any]] | None:
