@@ -206,12 +206,15 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
     for k, e in enumerate(entries):
         for t in e.inputs:
             slot_of(t)
+        indices = []  # (array, the slot it is read from) of each index array in the params
         for array in _arrays_in(e.params):
             source = sources.get(id(array))
             if isinstance(source, Tensor):
                 from_slot[id(array)] = slot_of(source)
             elif source is not None and id(source) in array_slots:
                 from_slot[id(array)] = array_slots[id(source)]
+            if id(array) in from_slot:
+                indices.append((array, from_slot[id(array)]))
         read = [names[id(t)] for t in e.inputs]
         key = (e.op.name, tuple(read), e.out.requires_grad, tuple(e.params.items()))
         if id(e.out) not in returned and all(literal(v) for v in e.params.values()):
@@ -223,21 +226,19 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
         give_slot(e.out, f"t{k}")
         function = named(namespace, e.op.name, e.op.forward)
         params = _params(e.params, f"p{k}", namespace, from_slot)
-        for array in _arrays_in(e.params):
-            index_slot = from_slot.get(id(array))
-            if index_slot and array.dtype.kind == "i" and array.min(initial=0) >= 0 \
+        for array, index_slot in indices:
+            if array.dtype.kind == "i" and array.min(initial=0) >= 0 \
                     and index_slot not in checked:
                 # a replay does not run again what checked these indices in Python
                 # (cross_entropy's labels): a negative one would count from the end
                 forward_lines.append(f"    non_negative({index_slot})")
                 checked.add(index_slot)
         forward_lines.append(f"    t{k} = {function}({', '.join(read + params)})")
-        if any(a.dtype == bool and id(a) in from_slot for a in _arrays_in(e.params)):
+        if any(array.dtype == bool for array, _ in indices):
             # a mask from a tensor selects as many elements as it holds True: a shape the
             # guard cannot know in advance, so the replay checks it
             forward_lines.append(f"    same_shape(t{k}, {e.out.shape})")
-        steps.append((f"t{k}", function, read + [from_slot[id(array)] for array in
-                                                 _arrays_in(e.params) if id(array) in from_slot]))
+        steps.append((f"t{k}", function, read + [index_slot for _, index_slot in indices]))
     outputs_list = list(result) if isinstance(result, tuple) else [result]
     if not all(isinstance(o, Tensor) and id(o) in names for o in outputs_list):
         raise TypeError("compile: the function must return a Tensor computed by the engine, or "
