@@ -13,14 +13,14 @@ import autodiff as ad
 from autodiff import viz
 
 
-def train(seed: int, steps: int = 200) -> np.ndarray:
-    """A few SGD steps of a small network; returns the final weights."""
+def train(seed: int, steps: int = 200, loss_of=notebook_loss) -> np.ndarray:
+    """A few SGD steps of a small network (the loss by `loss_of`); returns the final weights."""
     rng = np.random.default_rng(seed)
     x, y = ad.tensor(rng.standard_normal((8, 4))), ad.tensor(np.eye(3)[rng.integers(0, 3, 8)])
     w1 = ad.tensor(rng.standard_normal((4, 5)) * 0.5, requires_grad=True)
     w2 = ad.tensor(rng.standard_normal((5, 3)) * 0.5, requires_grad=True)
     for _ in range(steps):
-        loss = notebook_loss(x, y, w1, w2)
+        loss = loss_of(x, y, w1, w2)
         loss.backward()
         with ad.no_grad():  # toggled constantly: it must not leak into the other thread
             for w in (w1, w2):
@@ -99,22 +99,9 @@ def test_one_compiled_step_used_by_two_threads_at_once_gives_each_its_own_result
     """Two threads trace it at once, then replay it side by side, each with its own weights:
     tracing is per thread (the hooks, the index notes), replays share nothing but the program."""
     step = ad.compile(notebook_loss)
-
-    def train_compiled(seed: int, steps: int = 100) -> np.ndarray:
-        rng = np.random.default_rng(seed)
-        x, y = ad.tensor(rng.standard_normal((8, 4))), ad.tensor(np.eye(3)[rng.integers(0, 3, 8)])
-        w1 = ad.tensor(rng.standard_normal((4, 5)) * 0.5, requires_grad=True)
-        w2 = ad.tensor(rng.standard_normal((5, 3)) * 0.5, requires_grad=True)
-        for _ in range(steps):
-            step(x, y, w1, w2).backward()
-            for w in (w1, w2):
-                w.data -= 0.1 * w.grad.data
-                w.grad = None
-        return np.concatenate([w1.data.ravel(), w2.data.ravel()])
-
     alone = [train(seed, 100) for seed in (1, 2)]
     with ThreadPoolExecutor(2) as pool:
         for _ in range(3):
-            together = list(pool.map(train_compiled, (1, 2)))
+            together = list(pool.map(lambda seed: train(seed, 100, step), (1, 2)))
             for a, b in zip(alone, together):
                 np.testing.assert_array_equal(a, b)
