@@ -16,6 +16,18 @@ from autodiff.testing import programs
 from models import MLP, SGD, Adam, cross_entropy, squared_error
 
 
+def replays_as_eager(step, fn, weight, *args):
+    """step(*args) is a replay: its loss and weight's gradient are eager fn's, bit for bit."""
+    replayed = step(*args)
+    replayed.backward()
+    replayed_grad, weight.grad = weight.grad, None
+    eager = fn(*args)
+    eager.backward()
+    assert replayed.item() == eager.item()
+    assert np.array_equal(replayed_grad.data, weight.grad.data)
+    weight.grad = None
+
+
 def notebook_problem(dtype=np.float64, seed=0):
     rng = np.random.default_rng(seed)
     x = ad.tensor((rng.random((100, 64)) * 16).astype(dtype))
@@ -425,13 +437,7 @@ def test_values_that_pass_no_gradient_are_replayed_not_frozen(first, second):
 
     step = ad.compile(f)
     step(ad.tensor(first))  # the trace
-    x = ad.tensor(second)
-    replayed = step(x)
-    replayed.backward()
-    replayed_grad, w.grad = w.grad, None
-    eager = f(x)
-    eager.backward()
-    assert replayed.item() == eager.item() and np.array_equal(replayed_grad.data, w.grad.data)
+    replays_as_eager(step, f, w, ad.tensor(second))
 
 
 def test_rebinding_a_name_the_function_reads_traces_again():
@@ -484,13 +490,7 @@ def test_an_index_from_a_tensor_argument_is_read_at_each_call(first, second):
     step = ad.compile(loss)
     step(logits, ad.tensor(first))  # the trace
     labels = ad.tensor(second)
-    replayed = step(logits, labels)
-    replayed.backward()
-    replayed_grad, logits.grad = logits.grad, None
-    eager = loss(logits, labels)
-    eager.backward()
-    assert replayed.item() == eager.item()
-    assert np.array_equal(replayed_grad.data, logits.grad.data)
+    replays_as_eager(step, loss, logits, logits, labels)
     assert "index=(p1_index_0, a1)" in step.tape(logits, labels) and len(step.programs) == 1
 
 
@@ -546,14 +546,7 @@ def test_tensors_inside_a_list_tuple_or_dict_argument_are_arguments(pack):
     for _ in range(3):
         x, y = ad.tensor(rng.standard_normal(2)), ad.tensor(rng.standard_normal(2))
         container, = pack(x, y)
-        replayed = step(container)
-        replayed.backward()
-        replayed_grad, w.grad = w.grad, None
-        eager = loss(container)
-        eager.backward()
-        assert replayed.item() == eager.item()
-        assert np.array_equal(replayed_grad.data, w.grad.data)
-        w.grad = None
+        replays_as_eager(step, loss, w, container)
     assert len(step.programs) == 1
     if isinstance(container, list):  # the same list, its tensors replaced
         container[0] = ad.tensor([5.0, 5.0])
