@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import inspect
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,6 +67,11 @@ from autodiff.primitive import OPS, Op, sum_to
 from autodiff.tensor import Tensor
 
 CHECKED_CALLS = 3  # replays compared with an eager run under check=True
+# Arrays of this size or more are written into buffers a program keeps (``out=``, ``into=``):
+# glibc's malloc gives smaller ones from its free lists, faster than NumPy's handling of out=
+# (measured: the notebook step's 8–40 KiB arrays in buffers made it 2–6% slower), and takes
+# larger ones from the kernel (mmap) by default, faulting their pages in again at every call.
+LEND_FROM = 128 << 10
 
 
 class CompileCheckError(RuntimeError):
@@ -115,6 +121,39 @@ def trace(fn: Callable[..., Any], args: tuple[Any, ...],
 
 
 # ---------------------------------------------------------------- the program
+class Buffers:
+    """The arrays a program writes into (``out=``, ``into=``), lent to one call at a time.
+
+    A call takes a free set, or makes one, and gives it back once nothing can read it any more:
+    the forward's once its backward has run (until then a second call gets a set of its own,
+    so ``loss1 = step(a); loss2 = step(b); loss1.backward()`` reads loss1's values), a
+    backward's when it returns. A set never given back (a loss with no backward, a graph
+    retained) is left to the garbage collector. list.pop and list.append are atomic, so threads
+    replaying one program never share a set."""
+
+    __slots__ = ("specs", "free")
+    KEPT = 4  # free sets kept (one per thread replaying at once)
+
+    def __init__(self, specs: list[tuple[tuple[int, ...], np.dtype]]) -> None:
+        self.specs = specs  # each array's (shape, dtype)
+        self.free: list[list[np.ndarray]] = []
+
+    @classmethod
+    def of(cls, named: list[tuple[str, tuple[int, ...], np.dtype]]) -> Buffers | None:
+        """The buffers of these (name, shape, dtype), or None for none."""
+        return cls([(shape, dtype) for _, shape, dtype in named]) if named else None
+
+    def take(self) -> list[np.ndarray]:
+        try:
+            return self.free.pop()
+        except IndexError:
+            return [np.empty(shape, dtype) for shape, dtype in self.specs]
+
+    def give_back(self, arrays: list[np.ndarray]) -> None:
+        if arrays and len(self.free) < self.KEPT:
+            self.free.append(arrays)
+
+
 @dataclass
 class Program:
     """A traced function as generated Python functions, and the tensors they read."""
@@ -137,6 +176,10 @@ class Program:
     # the program as data, for drawing: (slot written, function called, slots read), forward
     # lines first, then each backward's
     steps: list[tuple[str, str, list[str]]] = field(default_factory=list)
+    # the arrays the forward writes into (``t0_buffer``), and those each backward does; None
+    # where there are none
+    buffers: Buffers | None = None
+    gradient_buffers: list[Buffers | None] = field(default_factory=list)
 
 
 def same_shape(value: np.ndarray, traced: tuple[int, ...]) -> None:
@@ -197,7 +240,13 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
     namespace: dict[str, Any] = dict(RESERVED)
     forward_lines = []
     steps: list[tuple[str, str, list[str]]] = []
-    returned = {id(o) for o in (result if isinstance(result, tuple) else (result,))}
+    outputs_list = list(result) if isinstance(result, tuple) else [result]
+    returned = {id(o) for o in outputs_list}
+    returned_arrays = [o.data for o in outputs_list if isinstance(o, Tensor)]
+    # the forward's values are lent to a call until its backward has run: with two outputs
+    # whose backwards run separately, neither could tell when the other's had, so none are
+    lend = sum(isinstance(o, Tensor) and o.requires_grad for o in outputs_list) <= 1
+    buffers: list[tuple[str, tuple[int, ...], np.dtype]] = []  # (name, shape, dtype)
     computed: dict[tuple[Any, ...], str] = {}  # (op, input slots, params, ...) -> its slot
     merged: set[int] = set()  # entries that repeat an earlier one: their slot is its slot
     # an index array copied from a tensor's data: read from that tensor's slot at each replay
@@ -226,6 +275,11 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
         give_slot(e.out, f"t{k}")
         function = named(namespace, e.op.name, e.op.forward)
         params = _params(e.params, f"p{k}", namespace, from_slot)
+        if lend and e.op.writes_into and _worth_a_buffer(e.out.data) and not any(
+                np.may_share_memory(e.out.data, o) for o in returned_arrays):
+            # written into an array of the program's own, never one the caller sees
+            buffers.append((f"t{k}_buffer", e.out.shape, e.out.dtype))
+            params.append(f"out=t{k}_buffer")
         for array, index_slot in indices:
             if array.dtype.kind == "i" and array.min(initial=0) >= 0 \
                     and index_slot not in checked:
@@ -239,7 +293,6 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
             # guard cannot know in advance, so the replay checks it
             forward_lines.append(f"    same_shape(t{k}, {e.out.shape})")
         steps.append((f"t{k}", function, read + [index_slot for _, index_slot in indices]))
-    outputs_list = list(result) if isinstance(result, tuple) else [result]
     if not all(isinstance(o, Tensor) and id(o) in names for o in outputs_list):
         raise TypeError("compile: the function must return a Tensor computed by the engine, or "
                         "a tuple of them")
@@ -251,7 +304,7 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
                                     if t.requires_grad and names[id(t)][0] in "ac"))
     read_slots = [slot for slot, _, _ in arguments] + [f"c{i}" for i in range(len(captured))]
     leaves = [read_slots.index(name) for name in leaf_names]
-    inputs_sig = ", ".join(read_slots)
+    forward_sig = ", ".join(read_slots + [name for name, _, _ in buffers])
     namespace["captured"] = captured
     read_by_ops = {slot for _, _, read in steps for slot in read}
     unread = {slot for slot, _, _ in arguments if slot not in read_by_ops}
@@ -261,16 +314,18 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
                             namespace), "",
               "def read(args):  # the tensors the forward reads, in slot order",
               f"    return [{', '.join(tensors_read)}]", "",
-              f"def forward({inputs_sig}):", *forward_lines,
+              f"def forward({forward_sig}):", *forward_lines,
               f"    return ({', '.join(outputs)},), ({', '.join(values)}{',' if values else ''})"]
     backwards_src: list[list[str] | None] = []
+    gradient_buffers = []
     for j, out_name in enumerate(outputs):
+        lent: list[tuple[str, tuple[int, ...], np.dtype]] = []
         lines = _backward_lines(entries, merged, names, from_slot, out_name, leaf_names,
-                                namespace, steps, shapes)
+                                namespace, steps, shapes, lent)
+        gradient_buffers.append(Buffers.of(lent))
         if lines is not None:
-            backwards_src.append(
-                [f"def backward{j}(g, {inputs_sig}{', ' if inputs_sig else ''}"
-                 f"{', '.join(values)}{', ' if values else ''}):", *lines])
+            parameters = ["g", *read_slots, *values, *(name for name, _, _ in lent)]
+            backwards_src.append([f"def backward{j}({', '.join(parameters)}):", *lines])
         else:
             backwards_src.append(None)
     text = "\n".join(source + [line for b in backwards_src if b for line in [""] + b])
@@ -278,7 +333,14 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
     return Program(namespace["guard"], namespace["read"], arguments, captured, leaves,
                    namespace["forward"],
                    [namespace[f"backward{j}"] if b else None for j, b in enumerate(backwards_src)],
-                   text, shapes, isinstance(result, tuple), steps=steps, unread=unread)
+                   text, shapes, isinstance(result, tuple), steps=steps, unread=unread,
+                   buffers=Buffers.of(buffers),
+                   gradient_buffers=gradient_buffers)
+
+
+def _worth_a_buffer(value: Any) -> bool:
+    """An array the op made (not a view, not a NumPy scalar) of `LEND_FROM` bytes or more."""
+    return type(value) is np.ndarray and value.base is None and value.nbytes >= LEND_FROM
 
 
 def _params(params: dict[str, Any], name: str, namespace: dict[str, Any],
@@ -315,7 +377,8 @@ def _backward_lines(entries: list[Entry], merged: set[int], names: dict[int, str
                     from_slot: dict[int, str], out_name: str,
                     leaves: list[str], namespace: dict[str, Any],
                     steps: list[tuple[str, str, list[str]]],
-                    shapes: dict[str, tuple[tuple[int, ...], np.dtype]]) -> list[str] | None:
+                    shapes: dict[str, tuple[tuple[int, ...], np.dtype]],
+                    lent: list[tuple[str, tuple[int, ...], np.dtype]]) -> list[str] | None:
     """The backward of one output: VJP rules in reverse order, contributions summed.
 
     The rules run once here, on the traced values, so each contribution's shape and dtype is
@@ -324,7 +387,11 @@ def _backward_lines(entries: list[Entry], merged: set[int], names: dict[int, str
     It also shows which gradient arrays a slot owns alone (a rule made them, and they are no
     forward value, input or other gradient): a second contribution is added into those in
     place. A merged entry (one that repeated an earlier) is skipped: the earlier one's rules
-    pass on the gradient both received, summed."""
+    pass on the gradient both received, summed.
+
+    A rule that can write into a given array (``into``) is lent one for an intermediate's first
+    contribution (``into=g_t1_buffer``, appended to `lent`), unless that array reaches a leaf's
+    gradient, which the caller keeps: the trace shows which do."""
     produced = {names[id(e.out)]: k for k, e in enumerate(entries) if k not in merged}
     if out_name not in produced or not entries[produced[out_name]].out.requires_grad:
         return None
@@ -334,6 +401,7 @@ def _backward_lines(entries: list[Entry], merged: set[int], names: dict[int, str
     forward_arrays = {id(x.data) for e in entries for x in (*e.inputs, e.out)}
     shapes[f"g_{out_name}"] = (root.shape, root.dtype)
     lines = [f"    g_{out_name} = g"]
+    buffered: dict[str, tuple[int, np.ndarray]] = {}  # slot -> (its line, the array lent)
     for k in range(produced[out_name], -1, -1):
         e = entries[k]
         out = names[id(e.out)]
@@ -345,16 +413,28 @@ def _backward_lines(entries: list[Entry], merged: set[int], names: dict[int, str
                 continue
             params = {**e.params, "which": i} if e.op.variadic else e.params
             rule = on_arrays(rule)
+            name = names[id(t)]
+            arrays = [grads[out], e.out.data, *[x.data for x in e.inputs]]
             with np.errstate(all="ignore"):
-                part = rule(grads[out], e.out.data, *[x.data for x in e.inputs], **params)
+                part = rule(*arrays, **params)
+                buffer = None
+                if name[0] == "t" and name not in grads and _worth_a_buffer(part) and "into" in \
+                        inspect.signature(rule).parameters:  # an intermediate's first share
+                    buffer = np.empty_like(part)
+                    if rule(*arrays, **params, into=buffer) is buffer:
+                        part = buffer
+                        lent.append((f"g_{name}_buffer", part.shape, part.dtype))
             function = named(namespace, rule.__name__, rule)
-            call = (f"{function}({', '.join([f'g_{out}', out] + [names[id(x)] for x in e.inputs])}"
-                    f"{''.join(', ' + p for p in _params(params, f'p{k}', namespace, from_slot))})")
+            arguments = [f"g_{out}", out] + [names[id(x)] for x in e.inputs]
+            arguments += _params(params, f"p{k}", namespace, from_slot)
+            call = f"{function}({', '.join(arguments)})"
+            if part is buffer:
+                buffered[name] = (len(lines), buffer)
+                call = f"{call[:-1]}, into=g_{name}_buffer)"
             if part.shape != t.shape:
                 part, call = sum_to(part, t.shape), f"sum_to({call}, {t.shape})"
             if part.dtype != t.dtype:
                 part, call = part.astype(t.dtype), f"{call}.astype({t.dtype.name!r})"
-            name = names[id(t)]
             if name in owned:
                 grads[name] += part
                 lines.append(f"    g_{name} += {call}")
@@ -372,6 +452,11 @@ def _backward_lines(entries: list[Entry], merged: set[int], names: dict[int, str
                 shapes[f"g_{name}"] = (t.shape, t.dtype)
             steps.append((f"g_{name}", function, [f"g_{out}", out] +
                           [names[id(x)] for x in e.inputs]))
+    for name, (line, buffer) in buffered.items():
+        if any(np.may_share_memory(buffer, grads[leaf]) for leaf in leaves if leaf in grads):
+            # the caller would keep it as a .grad: written by the next call, so not lent
+            lines[line] = lines[line].replace(f", into=g_{name}_buffer)", ")", 1)
+            lent.remove((f"g_{name}_buffer", buffer.shape, buffer.dtype))
     found = [f"g_{name}" if name in grads else "None" for name in leaves]
     lines.append(f"    return [{', '.join(found)}]")
     return lines
@@ -391,13 +476,16 @@ class CompiledNode:
     """The one node of a replayed output: its backward is the generated backward source.
     A `graph.GradNode`, whose inputs are the leaves that get gradients."""
 
-    __slots__ = ("program", "index", "values", "inputs", "read", "origin", "recorded_at")
+    __slots__ = ("program", "index", "values", "inputs", "read", "buffers", "origin",
+                 "recorded_at")
 
     def __init__(self, program: Program, index: int, values: tuple[Any, ...],
-                 leaves: tuple[Tensor, ...], read: list[Tensor]) -> None:
+                 leaves: tuple[Tensor, ...], read: list[Tensor],
+                 buffers: list[np.ndarray]) -> None:
         self.program, self.index, self.values = program, index, values
         self.inputs: tuple[Tensor, ...] | None = leaves
         self.read = read  # every tensor the program read: none may change before backward
+        self.buffers = buffers  # the forward's, lent to this call: given back on release
         self.origin: str | None = None
         self.recorded_at = InPlace.count
 
@@ -416,11 +504,21 @@ class CompiledNode:
                                "place after it ran, and its gradient needs the old values")
         backward = self.program.backwards[self.index]
         assert backward is not None
-        return backward(g, *self.values)  # the generated code returns a new list
+        lent = self.program.gradient_buffers[self.index]
+        if lent is None:
+            return backward(g, *self.values)  # the generated code returns a new list
+        arrays = lent.take()
+        try:
+            return backward(g, *self.values, *arrays)
+        finally:
+            lent.give_back(arrays)  # no gradient it returns is one of them (see build)
 
     def release(self) -> None:
         self.inputs = None
         self.values, self.read = (), []
+        if self.buffers and self.program.buffers is not None:
+            self.program.buffers.give_back(self.buffers)  # nothing reads the values any more
+        self.buffers = []
 
     def formulas(self) -> list[str]:
         return ["the compiled backward (see step.tape())"]
@@ -477,14 +575,20 @@ class Compiled:
     def _replay(self, program: Program, args: tuple[Any, ...]) -> Any:
         read = program.read(args)  # in slot order
         arrays = [t.data for t in read]
-        results, values = program.forward(*arrays)
+        lent = program.buffers
+        buffers = lent.take() if lent is not None else []
+        results, values = program.forward(*arrays, *buffers)
         outputs = [Tensor._wrap(data) for data in results]
         if GradMode.enabled and program.leaves:
             leaves = tuple([read[k] for k in program.leaves])
             for j, out in enumerate(outputs):
-                if program.backwards[j] is not None:
+                if program.backwards[j] is not None:  # at most one when buffers are lent
                     out.requires_grad = True
-                    out.grad_fn = CompiledNode(program, j, (*arrays, *values), leaves, read)
+                    out.grad_fn = CompiledNode(program, j, (*arrays, *values), leaves, read,
+                                               buffers)
+                    buffers = []
+        if buffers and lent is not None:  # no backward will read them
+            lent.give_back(buffers)
         return tuple(outputs) if program.output_is_tuple else outputs[0]
 
     def _compare(self, outputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

@@ -1,8 +1,11 @@
 """The table of primitives: each one's forward and its vector-Jacobian products, side by side.
 
-A forward takes NumPy arrays (and keyword parameters such as ``dim``) and returns an array.
+A forward takes NumPy arrays (and keyword parameters such as ``dim``) and returns an array;
+NumPy's ufuncs, and the forwards that take ``out=``, can write it into a given array instead.
 A VJP rule ``rule(g, out, *inputs, **params)`` takes the upstream gradient ``g``, the forward's
-output and inputs, and returns the gradient for one input. Rules are written with operators and
+output and inputs, and returns the gradient for one input. A rule that takes ``into=`` writes
+its result into that array when given one (a compiled backward lends its buffers so; on arrays
+only, never when recording). Rules are written with operators and
 ``prim.NAME`` (another primitive of this table), so the same rule runs on arrays (plain
 backward) and on Tensors (``create_graph=True``). A rule may return a gradient of the broadcast
 shape: the graph walker sums it back to the input's shape, so no rule has to. Each rule's
@@ -152,18 +155,18 @@ def _as_matrices(g: Value, a: Value, b: Value) -> tuple[Value, Value, Value]:
     return g, a, b
 
 
-def matmul_da(g: Value, out: Value, a: Value, b: Value) -> Value:
+def matmul_da(g: Value, out: Value, a: Value, b: Value, into: Value = None) -> Value:
     """dA = G·Bᵀ"""
     if a.ndim == b.ndim == 2:  # the common case, without the general case's reshapes
-        return g @ b.T
+        return prim.matmul(g, b.T, out=into)
     g2, a2, b2 = _as_matrices(g, a, b)
     return sum_to(g2 @ b2.mT, a2.shape).reshape(a.shape)
 
 
-def matmul_db(g: Value, out: Value, a: Value, b: Value) -> Value:
+def matmul_db(g: Value, out: Value, a: Value, b: Value, into: Value = None) -> Value:
     """dB = Aᵀ·G"""
     if a.ndim == b.ndim == 2:
-        return a.T @ g
+        return prim.matmul(a.T, g, out=into)
     g2, a2, b2 = _as_matrices(g, a, b)
     return sum_to(a2.mT @ g2, b2.shape).reshape(b.shape)
 
@@ -216,17 +219,18 @@ def abs_vjp(g: Value, out: Value, x: Value) -> Value:
     return g * prim.sign(x)
 
 
-def relu_forward(x: np.ndarray) -> np.ndarray:
-    return np.maximum(x, 0)
+def relu_forward(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    return np.maximum(x, 0, out=out)
 
 
-def relu_vjp(g: Value, out: Value, x: Value) -> Value:
+def relu_vjp(g: Value, out: Value, x: Value, into: Value = None) -> Value:
     """dx = G·[x > 0]   (0 at x = 0)"""
-    return g * (x > 0)
+    return prim.mul(g, x > 0, out=into)
 
 
-def clamp_forward(x: np.ndarray, min: float | None, max: float | None) -> np.ndarray:
-    return np.clip(x, min, max)
+def clamp_forward(x: np.ndarray, min: float | None, max: float | None,
+                  out: np.ndarray | None = None) -> np.ndarray:
+    return np.clip(x, min, max, out=out)
 
 
 def clamp_vjp(g: Value, out: Value, x: Value, min: float | None, max: float | None) -> Value:
@@ -355,9 +359,9 @@ MIN = primitive("min", min_forward, extremum_vjp, jvps=(extremum_jvp,), analytic
 
 
 # ---------------------------------------------------------------- softmax
-def softmax_forward(x: np.ndarray, dim: int) -> np.ndarray:
+def softmax_forward(x: np.ndarray, dim: int, out: np.ndarray | None = None) -> np.ndarray:
     e = np.exp(x - x.max(axis=dim, keepdims=True))  # shifting by the max: same result, no overflow
-    return e / e.sum(axis=dim, keepdims=True)
+    return np.divide(e, e.sum(axis=dim, keepdims=True), out=out)
 
 
 def softmax_vjp(g: Value, s: Value, x: Value, dim: int) -> Value:

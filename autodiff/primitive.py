@@ -8,7 +8,9 @@ from ``OPS``.
 
 A rule that needs another primitive calls it as ``prim.NAME(...)``: on NumPy arrays (a plain
 backward) that is the primitive's forward, on Tensors (``create_graph=True``) it is recorded,
-so the rule can itself be differentiated. ``prim`` is generated from the table as primitives are
+so the rule can itself be differentiated. On arrays ``prim.NAME(..., out=array)`` writes the
+result into that array, as NumPy's ``out=`` does: a rule that takes ``into`` (an array a compiled
+backward lends it) passes it on so. ``prim`` is generated from the table as primitives are
 registered; the tensor layer tells it how to record (`Dispatch.connect`).
 """
 
@@ -86,13 +88,21 @@ class Op:
 
     @property
     def params(self) -> tuple[str, ...]:
-        """The names of the forward's parameters after its inputs (``dim``, ``keepdim``)."""
+        """The names of the forward's parameters after its inputs (``dim``, ``keepdim``), without
+        ``out``, the array it may write into."""
         if isinstance(self.forward, np.ufunc):
             return ()
         parameters = inspect.signature(self.forward).parameters.values()
         if self.variadic:
             return tuple(p.name for p in parameters if p.kind is p.KEYWORD_ONLY)
-        return tuple(p.name for p in parameters)[len(self.vjps):]
+        return tuple(p.name for p in parameters if p.name != "out")[len(self.vjps):]
+
+    @property
+    def writes_into(self) -> bool:
+        """Whether its forward can write its result into a given array, ``out=`` (NumPy's ufuncs
+        can, and the forwards that take ``out``): a compiled program reuses such arrays."""
+        return isinstance(self.forward, np.ufunc) or (
+            "out" in inspect.signature(self.forward).parameters)
 
     def call_text(self, *operands: str, **params: object) -> str:
         """How Python code applies it, e.g. ``a + b``, ``x.exp()``, ``x.sum(dim=1)``."""
@@ -143,15 +153,15 @@ class Dispatch:
         arity, param_names = None if op.variadic else len(op.vjps), op.params
         forward = op.forward
 
-        def call(*args: Value, **params: Any) -> Value:
+        def call(*args: Value, out: np.ndarray | None = None, **params: Any) -> Value:
             if arity is not None and len(args) > arity:
                 params.update(zip(param_names, args[arity:]))
                 args = args[:arity]
             tensor = Dispatch.tensor_type or ()  # () until autodiff.tensor connects
             for a in args:  # a loop, not any(): every rule calling a primitive runs this
-                if isinstance(a, tensor):
+                if isinstance(a, tensor):  # recorded (out: only ever given with arrays)
                     return Dispatch.record(op, *args, **params)  # type: ignore[misc]
-            return forward(*args, **params)
+            return forward(*args, **params) if out is None else forward(*args, **params, out=out)
 
         call.__name__ = name
         setattr(self, name, call)  # looked up once: later calls find the attribute

@@ -1,9 +1,11 @@
 """autodiff.compile: a traced, replayed function gives what the eager one gives, forward and
 backward; it traces again on a new signature; check=True catches what a tracer cannot see."""
 
+import importlib
 import re
 from collections import namedtuple
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -14,6 +16,8 @@ from hypothesis import strategies as st
 import autodiff as ad
 from autodiff.testing import programs
 from models import MLP, SGD, Adam, cross_entropy, squared_error
+
+COMPILE = importlib.import_module("autodiff.compile")  # the module (ad.compile: the function)
 
 
 def replays_as_eager(step, fn, weight, *args):
@@ -65,22 +69,24 @@ def test_the_notebook_training_is_bit_identical_to_eager(dtype):
 
 
 @scaled(0.2)
+@pytest.mark.parametrize("lend_from", ["default", 0])  # 0: buffers for every array
 @given(program=programs(), seed=st.integers(0, 2**32 - 1))
-def test_compiled_and_eager_agree_on_random_programs(program, seed):
+def test_compiled_and_eager_agree_on_random_programs(lend_from, program, seed):
     upstream = np.random.default_rng(seed).standard_normal(program(*program.tensors()).shape)
     step = ad.compile(program)
-    for _ in range(3):  # the trace, then two replays
-        inputs = program.tensors()
-        out = step(*inputs)
-        out.backward(upstream)
-        eager_inputs = program.tensors()
-        expected = program(*eager_inputs)
-        expected.backward(upstream)
-        np.testing.assert_allclose(out.data, expected.data, rtol=1e-12, atol=1e-12)
-        for t, e in zip(inputs, eager_inputs):
-            assert (t.grad is None) == (e.grad is None)  # an unused input gets none either way
-            if e.grad is not None:
-                np.testing.assert_allclose(t.grad.data, e.grad.data, rtol=1e-10, atol=1e-12)
+    with mock.patch.object(COMPILE, "LEND_FROM", COMPILE.LEND_FROM if lend_from else 0):
+        for _ in range(3):  # the trace, then two replays (the second into the first's buffers)
+            inputs = program.tensors()
+            out = step(*inputs)
+            out.backward(upstream)
+            eager_inputs = program.tensors()
+            expected = program(*eager_inputs)
+            expected.backward(upstream)
+            np.testing.assert_allclose(out.data, expected.data, rtol=1e-12, atol=1e-12)
+            for t, e in zip(inputs, eager_inputs):
+                assert (t.grad is None) == (e.grad is None)  # an unused input gets none either way
+                if e.grad is not None:
+                    np.testing.assert_allclose(t.grad.data, e.grad.data, rtol=1e-10, atol=1e-12)
     # replayed, not traced again; but an input no op read is guarded by identity (its values
     # may have been read outside the engine), so each new tensor there is traced again
     assert len(step.programs) == (3 if step.programs[0].unread else 1)
@@ -573,3 +579,117 @@ def test_a_negative_label_at_a_replay_is_refused_as_cross_entropy_refuses_it_eag
                                                    r"the traced call's held no negative value"):
         step(logits, ad.tensor([-1, 1, 2]))
     assert "    non_negative(a1)\n" in step.tape(logits, ad.tensor([0, 1, 2]))
+
+
+# ---------------------------------------------------------------- buffers lent to a call
+@pytest.fixture
+def lend_every_array(monkeypatch):
+    """Buffers for arrays of any size, so the notebook's small step has them."""
+    monkeypatch.setattr(COMPILE, "LEND_FROM", 0)
+
+
+def notebook_step():
+    x, y, w1, w2 = notebook_problem()
+    loss = lambda x, y: squared_error((x @ w1).relu() @ w2, y)  # noqa: E731
+    return ad.compile(loss), loss, (w1, w2), (x, y)
+
+
+def gradients(loss, weights):
+    """loss.backward(); the weights' gradients, taken off them."""
+    loss.backward()
+    found = [w.grad.data for w in weights]
+    for w in weights:
+        w.grad = None
+    return found
+
+
+def test_the_forward_and_backward_write_into_buffers_reused_once_backward_has_run(lend_every_array):
+    step, _, weights, (x, y) = notebook_step()
+    step(x, y)  # traced
+    program = step.program(x, y)
+    tape = step.tape(x, y)
+    assert "t0 = matmul(a0, c0, out=t0_buffer)" in tape
+    assert "g_t1 = matmul_da(g_t2, t2, t1, c1, into=g_t1_buffer)" in tape
+    loss = step(x, y)
+    lent = loss.grad_fn.buffers
+    assert lent and not program.buffers.free  # the call's values, lent until its backward
+    gradients(loss, weights)
+    assert program.buffers.free == [lent] and len(program.gradient_buffers[0].free) == 1
+    assert step(x, y).grad_fn.buffers is lent  # the next call writes into the same arrays
+
+
+def test_a_second_call_before_the_first_backward_gets_buffers_of_its_own(lend_every_array):
+    """loss1's backward reads loss1's forward values, though loss2 was computed after it."""
+    step, loss_of, weights, (x, y) = notebook_step()
+    other_x = ad.tensor(x.data[::-1].copy())
+    step(x, y)  # traced
+    first, second = step(x, y), step(other_x, y)
+    assert first.grad_fn.buffers is not second.grad_fn.buffers
+    for replayed, inputs in [(first, (x, y)), (second, (other_x, y))]:
+        expected = gradients(loss_of(*inputs), weights)
+        for g, e in zip(gradients(replayed, weights), expected):
+            np.testing.assert_array_equal(g, e)
+
+
+def test_a_retained_graph_keeps_its_values_while_the_step_runs_again(lend_every_array):
+    step, loss_of, weights, (x, y) = notebook_step()
+    step(x, y)  # traced
+    kept = step(x, y)
+    kept.backward(retain_graph=True)  # its values stay lent to it
+    for w in weights:
+        w.grad = None
+    step(ad.tensor(x.data * 0.5), y).backward()
+    for w in weights:
+        w.grad = None
+    expected = gradients(loss_of(x, y), weights)
+    for g, e in zip(gradients(kept, weights), expected):
+        np.testing.assert_array_equal(g, e)
+
+
+def test_a_gradient_the_caller_keeps_is_never_a_buffer(lend_every_array):
+    """relu's rule could write into a buffer, but add passes that gradient on to b as it is:
+    b.grad would be the buffer, overwritten by the next call. The trace sees it."""
+    rng = np.random.default_rng(0)
+    w = ad.tensor(rng.standard_normal((4, 3)), requires_grad=True)
+    b = ad.tensor(rng.standard_normal((5, 3)), requires_grad=True)
+    step = ad.compile(lambda x: (x @ w + b).relu().sum())
+    x = ad.tensor(rng.standard_normal((5, 4)))
+    assert "relu_vjp(g_t2, t2, t1)" in step.tape(x)  # no into=
+    step(x).backward()
+    kept, b.grad = b.grad, None
+    before = kept.data.copy()
+    step(ad.tensor(-x.data)).backward()
+    np.testing.assert_array_equal(kept.data, before)
+
+
+def test_two_outputs_with_gradients_lend_no_forward_buffers(lend_every_array):
+    """Two outputs' backwards run separately: neither can tell when the other's has run."""
+    w = ad.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    step = ad.compile(lambda x: ((x * w).relu().sum(), (x * w).exp().sum()))
+    x = ad.tensor([0.5, 1.0, 1.5])
+    assert "out=" not in step.tape(x).split("def backward")[0]
+    step(x)  # traced
+    first, second = step(x)
+    first.backward()
+    step(ad.tensor([4.0, 5.0, 6.0]))
+    second.backward()  # reads the first call's x * w
+    np.testing.assert_allclose(w.grad.data, (x.data * (x.data * w.data > 0)
+                                             + x.data * np.exp(x.data * w.data)), rtol=1e-15)
+
+
+def test_under_no_grad_the_buffers_are_given_back_at_once(lend_every_array):
+    step, _, _, (x, y) = notebook_step()
+    with ad.no_grad():
+        step(x, y)  # traced
+        step(x, y)
+        assert len(step.program(x, y).buffers.free) == 1
+
+
+def test_arrays_smaller_than_a_mallocs_mmap_threshold_are_not_lent():
+    """Below 128 KiB malloc's free lists are faster than NumPy's out= (the notebook step)."""
+    step, _, _, (x, y) = notebook_step()
+    assert "out=" not in step.tape(x, y) and "into=" not in step.tape(x, y)
+    rng = np.random.default_rng(0)
+    w = ad.tensor(rng.standard_normal((64, 512)), requires_grad=True)  # x @ w: 256 KiB
+    big = ad.compile(lambda x: (x @ w).relu().sum())
+    assert "t0 = matmul(a0, c0, out=t0_buffer)" in big.tape(ad.tensor(rng.random((64, 64))))
