@@ -17,6 +17,12 @@ source, and compiles them once:
 
 An op repeated on the same slots (and parameters, and grad mode) is computed once.
 
+Buffers: an intermediate of `LEND_FROM` bytes or more is written into an array the program
+keeps (``t0 = matmul(a0, c0, out=t0_buffer)``), and so is an intermediate's gradient where its
+rule can write into one (``into=g_t1_buffer``). A set of them is lent to one call at a time
+(`Buffers`), so a value a backward still needs is never overwritten; outputs, and gradients
+that reach a leaf's ``.grad``, are never buffers.
+
 Guard: a call tries the cached programs' guards, the most recently used first (up to
 `cache_size` are kept), and traces again when none passes. Replay: the forward source runs on
 arrays (no Tensor, no node per op) and the outputs are Tensors whose single node runs the

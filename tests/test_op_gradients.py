@@ -4,6 +4,9 @@ Rows come from op_table.CASES; hypothesis draws shapes (0-d to 4-d), broadcastin
 values. Gradients are checked with a random upstream gradient, never a plain sum() seed.
 """
 
+import importlib
+import inspect
+
 import numpy as np
 import pytest
 from conftest import scaled
@@ -13,6 +16,8 @@ from op_table import CASES
 
 import autodiff as ad
 from autodiff.ops import OPS
+
+trace = importlib.import_module("autodiff.compile").trace
 
 
 def _tensors(arrays, dtype=None):
@@ -121,3 +126,30 @@ def test_backward_fills_grad_exactly_as_grad_returns_it(case, data):
         expected = e if g is None else e + g.data
         assert t.grad.dtype == t.dtype and t.grad.shape == t.shape
         np.testing.assert_array_equal(t.grad.data, expected)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.recorded], ids=repr)
+@scaled(0.1)
+@given(data=st.data())
+def test_a_forward_or_rule_given_an_array_to_write_into_writes_the_same_bits(case, data):
+    """What a compiled program lends buffers to: a forward given ``out=`` (Op.writes_into) and a
+    rule given ``into=`` return what they return without it, bit for bit."""
+    arrays, params = _draw(case, data)
+    _, entries, _ = trace(lambda *ts: case.fn(*ts, **params), tuple(_tensors(arrays)), {})
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    for e in entries:
+        inputs = [x.data for x in e.inputs]
+        if e.op.writes_into:
+            buffer = np.empty_like(e.out.data)
+            assert e.op.forward(*inputs, **e.params, out=buffer) is buffer
+            np.testing.assert_array_equal(buffer, e.out.data)
+        for rule in e.op.vjps:
+            if rule is not None and "into" in inspect.signature(rule).parameters:
+                g = rng.standard_normal(e.out.shape).astype(e.out.dtype)
+                plain = rule(g, e.out.data, *inputs, **e.params)
+                buffer = np.empty_like(plain)
+                written = rule(g, e.out.data, *inputs, **e.params, into=buffer)
+                # matmul's general case (not 2-D by 2-D) makes a new array, and compile uses it
+                assert written is buffer or (
+                    e.op.name == "matmul" and not all(x.ndim == 2 for x in inputs))
+                np.testing.assert_array_equal(written, plain)
