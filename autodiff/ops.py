@@ -4,8 +4,8 @@ A forward takes NumPy arrays (and keyword parameters such as ``dim``) and return
 NumPy's ufuncs, and the forwards that take ``out=``, can write it into a given array instead.
 A VJP rule ``rule(g, out, *inputs, **params)`` takes the upstream gradient ``g``, the forward's
 output and inputs, and returns the gradient for one input. A rule that takes ``into=`` writes
-its result into that array when given one (a compiled backward lends its buffers so; on arrays
-only, never when recording). Rules are written with operators and
+its result into that array when given one, with NumPy's ``out=`` (a compiled backward lends its
+buffers so: on arrays only, never when recording). Rules are written with operators and
 ``prim.NAME`` (another primitive of this table), so the same rule runs on arrays (plain
 backward) and on Tensors (``create_graph=True``). A rule may return a gradient of the broadcast
 shape: the graph walker sums it back to the input's shape, so no rule has to. Each rule's
@@ -158,7 +158,7 @@ def _as_matrices(g: Value, a: Value, b: Value) -> tuple[Value, Value, Value]:
 def matmul_da(g: Value, out: Value, a: Value, b: Value, into: Value = None) -> Value:
     """dA = G·Bᵀ"""
     if a.ndim == b.ndim == 2:  # the common case, without the general case's reshapes
-        return prim.matmul(g, b.T, out=into)
+        return g @ b.T if into is None else np.matmul(g, b.T, out=into)
     g2, a2, b2 = _as_matrices(g, a, b)
     return sum_to(g2 @ b2.mT, a2.shape).reshape(a.shape)
 
@@ -166,7 +166,7 @@ def matmul_da(g: Value, out: Value, a: Value, b: Value, into: Value = None) -> V
 def matmul_db(g: Value, out: Value, a: Value, b: Value, into: Value = None) -> Value:
     """dB = Aᵀ·G"""
     if a.ndim == b.ndim == 2:
-        return prim.matmul(a.T, g, out=into)
+        return a.T @ g if into is None else np.matmul(a.T, g, out=into)
     g2, a2, b2 = _as_matrices(g, a, b)
     return sum_to(a2.mT @ g2, b2.shape).reshape(b.shape)
 
@@ -225,7 +225,7 @@ def relu_forward(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
 def relu_vjp(g: Value, out: Value, x: Value, into: Value = None) -> Value:
     """dx = G·[x > 0]   (0 at x = 0)"""
-    return prim.mul(g, x > 0, out=into)
+    return g * (x > 0) if into is None else np.multiply(g, x > 0, out=into)
 
 
 def clamp_forward(x: np.ndarray, min: float | None, max: float | None,

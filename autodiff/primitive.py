@@ -8,9 +8,7 @@ from ``OPS``.
 
 A rule that needs another primitive calls it as ``prim.NAME(...)``: on NumPy arrays (a plain
 backward) that is the primitive's forward, on Tensors (``create_graph=True``) it is recorded,
-so the rule can itself be differentiated. On arrays ``prim.NAME(..., out=array)`` writes the
-result into that array, as NumPy's ``out=`` does: a rule that takes ``into`` (an array a compiled
-backward lends it) passes it on so. ``prim`` is generated from the table as primitives are
+so the rule can itself be differentiated. ``prim`` is generated from the table as primitives are
 registered; the tensor layer tells it how to record (`Dispatch.connect`).
 """
 
@@ -153,15 +151,15 @@ class Dispatch:
         arity, param_names = None if op.variadic else len(op.vjps), op.params
         forward = op.forward
 
-        def call(*args: Value, out: np.ndarray | None = None, **params: Any) -> Value:
+        def call(*args: Value, **params: Any) -> Value:
             if arity is not None and len(args) > arity:
                 params.update(zip(param_names, args[arity:]))
                 args = args[:arity]
             tensor = Dispatch.tensor_type or ()  # () until autodiff.tensor connects
             for a in args:  # a loop, not any(): every rule calling a primitive runs this
-                if isinstance(a, tensor):  # recorded (out: only ever given with arrays)
+                if isinstance(a, tensor):
                     return Dispatch.record(op, *args, **params)  # type: ignore[misc]
-            return forward(*args, **params) if out is None else forward(*args, **params, out=out)
+            return forward(*args, **params)
 
         call.__name__ = name
         setattr(self, name, call)  # looked up once: later calls find the attribute
