@@ -3,8 +3,10 @@ backpropagated at once in two threads each get exactly their own gradients."""
 
 from __future__ import annotations
 
+import importlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from unittest import mock
 
 import numpy as np
 from functions import notebook_loss
@@ -97,11 +99,14 @@ def test_a_snapshot_sees_only_its_own_threads_backward():
 
 def test_one_compiled_step_used_by_two_threads_at_once_gives_each_its_own_result():
     """Two threads trace it at once, then replay it side by side, each with its own weights:
-    tracing is per thread (the hooks, the index notes), replays share nothing but the program."""
+    tracing is per thread (the hooks, the index notes), replays share nothing but the program,
+    and its buffers (lent for every array here), each set to one call at a time."""
     step = ad.compile(notebook_loss)
     alone = [train(seed, 100) for seed in (1, 2)]
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(2) as pool, mock.patch.object(
+            importlib.import_module("autodiff.compile"), "LEND_FROM", 0):
         for _ in range(3):
             together = list(pool.map(lambda seed: train(seed, 100, step), (1, 2)))
             for a, b in zip(alone, together):
                 np.testing.assert_array_equal(a, b)
+    assert all(program.buffers is not None for program in step.programs)
