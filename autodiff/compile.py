@@ -138,7 +138,7 @@ class Buffers:
     replaying one program never share a set."""
 
     __slots__ = ("specs", "free")
-    KEPT = 4  # free sets kept (one per thread replaying at once)
+    KEPT = 2  # free sets kept: one per thread replaying at once, for two (more are made)
 
     def __init__(self, specs: list[tuple[tuple[int, ...], np.dtype]]) -> None:
         self.specs = specs  # each array's (shape, dtype)
