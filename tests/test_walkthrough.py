@@ -47,6 +47,8 @@ def test_the_notebook_runs_and_tells_its_story(executed):
     assert "compile: backward() inside a compiled function would run once" in text
     assert "t0 = gt(a0, c0)" in text
     assert "a new input's mask, replayed as eager computes it: True" in text
+    assert "t0 = matmul(a0, c0, out=t0_buffer)" in text and "into=g_t1_buffer" in text
+    assert "the first loss's gradient, after a second call: True" in text
     images = [o for c in executed.cells for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
     assert images, "the loss curve is drawn"
