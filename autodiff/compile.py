@@ -424,8 +424,8 @@ def _backward_lines(entries: list[Entry], merged: set[int], names: dict[int, str
             with np.errstate(all="ignore"):
                 part = rule(*arrays, **params)
                 buffer = None
-                if name[0] == "t" and name not in grads and _worth_a_buffer(part) and "into" in \
-                        inspect.signature(rule).parameters:  # an intermediate's first share
+                if (name not in leaves and name not in grads  # an intermediate's first share
+                        and _worth_a_buffer(part) and "into" in inspect.signature(rule).parameters):
                     buffer = np.empty_like(part)
                     if rule(*arrays, **params, into=buffer) is buffer:
                         part = buffer
