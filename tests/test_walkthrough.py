@@ -26,11 +26,15 @@ def executed():
 
 
 def text_of(notebook) -> str:
+    """Every output's text; a stream's pieces are joined as printed (the kernel may split one
+    print across two outputs), the results of cells one a line."""
     parts = []
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
-            parts.append(output.get("text", "") + str(output.get("data", {}).get("text/plain", "")))
-    return "\n".join(parts)
+            parts.append(output.get("text", ""))
+            if "data" in output:
+                parts.append(str(output["data"].get("text/plain", "")) + "\n")
+    return "".join(parts)
 
 
 def test_the_notebook_runs_and_tells_its_story(executed):
