@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
+from autodiff.errors import as_numeric_array
 from autodiff.graph import refuse_while_tracing
 from autodiff.tensor import Tensor
 
@@ -103,4 +104,4 @@ def from_numpy(array: ArrayLike) -> Tensor:
     """A tensor sharing the array's memory and dtype (as torch.from_numpy)."""
     if not isinstance(array, np.ndarray):
         raise TypeError(f"from_numpy: expected a numpy.ndarray, got {type(array).__name__}")
-    return Tensor(array)
+    return Tensor._wrap(as_numeric_array("from_numpy", array))

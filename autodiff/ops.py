@@ -586,4 +586,16 @@ LT, LE = comparison("lt", np.less), comparison("le", np.less_equal)
 GT, GE = comparison("gt", np.greater), comparison("ge", np.greater_equal)
 EQ, NE = comparison("eq", np.equal), comparison("ne", np.not_equal)
 DETACH = Op("detach", detach_forward, (None,))
+
+
+def argmax_forward(x: np.ndarray, dim: int | None, keepdim: bool) -> np.ndarray:
+    return np.argmax(x, axis=dim, keepdims=keepdim)
+
+
+def argmin_forward(x: np.ndarray, dim: int | None, keepdim: bool) -> np.ndarray:
+    return np.argmin(x, axis=dim, keepdims=keepdim)
+
+
+ARGMAX = Op("argmax", argmax_forward, (None,))  # indices: piecewise constant, no gradient
+ARGMIN = Op("argmin", argmin_forward, (None,))
 CAST = Op("cast", cast_forward, (None,))

@@ -7,8 +7,9 @@ Every differentiable method is one call to `apply` with a primitive from `autodi
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
-from typing import Any, TypeAlias
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
@@ -50,6 +51,36 @@ def constant(op: ops.Op, *inputs: Tensor, **params: Any) -> Tensor:
         return apply(op, *inputs, **params)
 
 
+class ValuesIndices(NamedTuple):
+    """What ``max(dim)`` and ``min(dim)`` return, as torch.return_types.max: the values and
+    the index of each along the dim (``v, i = t.max(dim=1)``, or ``.values``, ``.indices``)."""
+
+    values: Tensor
+    indices: Tensor
+
+
+def binary(run: Callable[..., Tensor], op: ops.Op, a: Tensor, b: Tensor) -> Tensor:
+    """Run a two-operand op after PyTorch's type promotion (see `promoted`)."""
+    if a.data.dtype is not b.data.dtype:
+        a, b = promoted(a, b)
+    return run(op, a, b)
+
+
+def promoted(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """PyTorch's promotion, where it differs from NumPy's: a 0-d tensor beside a dimensioned one
+    of the same category (bool, integer, floating) takes the dimensioned one's dtype, so float32
+    weights times a float64 scalar tensor stay float32. A 0-d tensor of a higher category (an
+    integer tensor times a float one) promotes, as in both."""
+    if (a.ndim == 0) == (b.ndim == 0):
+        return a, b
+    category = {"b": 0, "i": 1, "u": 1, "f": 2}
+    scalar, full = (a, b) if a.ndim == 0 else (b, a)
+    if category.get(scalar.dtype.kind) != category.get(full.dtype.kind):
+        return a, b
+    scalar = scalar.to(full.dtype)  # recorded: the gradient goes back in the scalar's dtype
+    return (scalar, full) if a.ndim == 0 else (full, scalar)
+
+
 class Tensor:
     """An n-dimensional array (``.data``) with an optional gradient (``.grad``)."""
 
@@ -59,11 +90,15 @@ class Tensor:
 
     def __init__(self, data: ArrayLike, requires_grad: bool = False, dtype: DTypeLike | None = None,
                  name: str | None = None) -> None:
+        """A tensor of a copy of `data` (use `autodiff.from_numpy` to share an array)."""
         if isinstance(data, Tensor):  # a copy of its values now: a trace would keep them
             refuse_while_tracing("a Tensor made from another one's values",
                                  "use t.detach(), which a trace records")
             data = data.data
-        self.data: np.ndarray = as_numeric_array("Tensor", data, dtype)
+        array = as_numeric_array("Tensor", data, dtype)
+        if isinstance(data, np.ndarray) and np.may_share_memory(array, data):
+            array = array.copy()  # as torch.tensor: the caller's array stays the caller's
+        self.data: np.ndarray = array
         if requires_grad and self.data.dtype.kind != "f":
             raise TypeError(f"Tensor: only floating-point tensors can require gradients, "
                             f"got dtype {self.data.dtype}")
@@ -203,34 +238,34 @@ class Tensor:
 
     # ------------------------------------------------------------ arithmetic
     def __add__(self, other: Operand) -> Tensor:
-        return apply(ops.ADD, self, self._operand(other, "add"))
+        return binary(apply, ops.ADD, self, self._operand(other, "add"))
 
     def __radd__(self, other: Operand) -> Tensor:
-        return apply(ops.ADD, self._operand(other, "add"), self)
+        return binary(apply, ops.ADD, self._operand(other, "add"), self)
 
     def __sub__(self, other: Operand) -> Tensor:
-        return apply(ops.SUB, self, self._operand(other, "sub"))
+        return binary(apply, ops.SUB, self, self._operand(other, "sub"))
 
     def __rsub__(self, other: Operand) -> Tensor:
-        return apply(ops.SUB, self._operand(other, "sub"), self)
+        return binary(apply, ops.SUB, self._operand(other, "sub"), self)
 
     def __mul__(self, other: Operand) -> Tensor:
-        return apply(ops.MUL, self, self._operand(other, "mul"))
+        return binary(apply, ops.MUL, self, self._operand(other, "mul"))
 
     def __rmul__(self, other: Operand) -> Tensor:
-        return apply(ops.MUL, self._operand(other, "mul"), self)
+        return binary(apply, ops.MUL, self._operand(other, "mul"), self)
 
     def __truediv__(self, other: Operand) -> Tensor:
-        return apply(ops.DIV, self, self._operand(other, "div"))
+        return binary(apply, ops.DIV, self, self._operand(other, "div"))
 
     def __rtruediv__(self, other: Operand) -> Tensor:
-        return apply(ops.DIV, self._operand(other, "div"), self)
+        return binary(apply, ops.DIV, self._operand(other, "div"), self)
 
     def __pow__(self, exponent: Operand) -> Tensor:
-        return apply(ops.POW, self, self._operand(exponent, "pow"))
+        return binary(apply, ops.POW, self, self._operand(exponent, "pow"))
 
     def __rpow__(self, base: Operand) -> Tensor:
-        return apply(ops.POW, self._operand(base, "pow"), self)
+        return binary(apply, ops.POW, self._operand(base, "pow"), self)
 
     def __neg__(self) -> Tensor:
         return apply(ops.NEG, self)
@@ -255,26 +290,47 @@ class Tensor:
         return self._in_place(np.power, ops.POW, "**=", other)
 
     def _in_place(self, ufunc: np.ufunc, op: ops.Op, symbol: str, other: Operand) -> Tensor:
-        """``x -= y`` as in PyTorch. Where nothing is recorded (under ``no_grad``, or no tensor
-        requires grad) it changes x's own array and bumps its version: ``p -= lr * p.grad``
-        updates the weight every reference to p sees (without this method Python would make a
-        new tensor and rebind only the name p, and nothing would train). A leaf that requires
-        grad cannot be changed while recording (PyTorch's error too). Otherwise, where the
-        change must be recorded (``total += loss``), it is the op, ``x = x - y``: a new tensor,
-        since an in-place op is never recorded (other references keep the old x)."""
+        """``x -= y`` as in PyTorch: x's own array takes the result (every reference to x sees
+        it) and its version is bumped. Under ``no_grad``, or where no tensor requires grad, that
+        is all: ``p -= lr * p.grad`` updates the weight. Where the change must be recorded
+        (``h += 1`` on a non-leaf, ``total += loss``), x also takes the op's node, whose input is
+        x's old self (a tensor of the old values and node); a rule that saved x before reads
+        the new values, so the version check refuses it in backward, as in PyTorch. A leaf that
+        requires grad cannot be changed while recording (PyTorch's error too)."""
         operand = self._operand(other, op.name)
-        if GradMode.enabled and (self.requires_grad or operand.requires_grad):
-            if self.requires_grad and self.grad_fn is None:
-                raise RuntimeError(
-                    f"{symbol}: a leaf tensor that requires grad cannot be changed in place "
-                    "while gradients are recorded; update a weight under autodiff.no_grad() "
-                    f"(as an optimizer does), or write x = x {symbol[:-1]} y for a new tensor")
-            return apply(op, self, operand)
         refuse_while_tracing(f"an in-place {symbol}", f"write x = x {symbol[:-1]} y")
+        if GradMode.tangents is not None:
+            raise RuntimeError(f"{symbol}: in-place ops are not supported in forward mode; "
+                               f"write x = x {symbol[:-1]} y")
+        if not (GradMode.enabled and (self.requires_grad or operand.requires_grad)):
+            self._write(symbol, operand,
+                        lambda out: ufunc(out, operand.data, out=out, casting="same_kind"))
+            return self
+        if self.requires_grad and self.grad_fn is None:
+            raise RuntimeError(
+                f"{symbol}: a leaf tensor that requires grad cannot be changed in place "
+                "while gradients are recorded; update a weight under autodiff.no_grad() "
+                f"(as an optimizer does), or write x = x {symbol[:-1]} y for a new tensor")
+        before = self._old_self()
+        result = binary(apply, op, before, operand)
+        self._write(symbol, operand,
+                    lambda out: np.copyto(out, result.data, casting="same_kind"))
+        if result.dtype != self.dtype:  # float32 x += float64 y: x keeps its dtype
+            result = result.to(self.dtype)
+        node = result.grad_fn
+        assert isinstance(node, Node)
+        node._out = weakref.ref(self)
+        self.grad_fn, self.requires_grad = node, True
+        node.recorded_at = InPlace.count  # after _write's bump: its rules read x's new values
+        return self
+
+    def _write(self, symbol: str, operand: Tensor, write: Callable[[np.ndarray], object]) -> None:
+        """Write the result of ``self <symbol> operand`` into this tensor's own array (it must
+        keep the shape and dtype) and bump the version."""
         if not self.data.flags.writeable:  # a read-only array (from_numpy of one) is copied
             self.data = self.data.copy()
         try:
-            ufunc(self.data, operand.data, out=self.data, casting="same_kind")
+            write(self.data)
         except TypeError:  # NumPy's casting error
             raise TypeError(f"{symbol}: a result of dtype {np.result_type(self.data, operand.data)}"
                             f" cannot be written into this tensor's {self.dtype}") from None
@@ -283,7 +339,15 @@ class Tensor:
                              f"with one of shape {operand.shape} (the result must keep the "
                              "tensor's shape)") from None
         InPlace.bump(self)
-        return self
+
+    def _old_self(self) -> Tensor:
+        """A tensor of this one's current values and node, standing in for it in the graph
+        before an in-place change (its node now makes this tensor)."""
+        old = Tensor._wrap(self.data.copy())
+        old.requires_grad, old.grad_fn, old.name = self.requires_grad, self.grad_fn, self.name
+        if isinstance(self.grad_fn, Node):
+            self.grad_fn._out = weakref.ref(old)
+        return old
 
     def __matmul__(self, other: Operand) -> Tensor:
         return apply(ops.MATMUL, self, self._operand(other, "matmul"))
@@ -304,22 +368,22 @@ class Tensor:
 
     # ------------------------------------------------------------ comparisons (no gradient)
     def __lt__(self, other: Operand) -> Tensor:
-        return constant(ops.LT, self, self._operand(other, "lt"))
+        return binary(constant, ops.LT, self, self._operand(other, "lt"))
 
     def __le__(self, other: Operand) -> Tensor:
-        return constant(ops.LE, self, self._operand(other, "le"))
+        return binary(constant, ops.LE, self, self._operand(other, "le"))
 
     def __gt__(self, other: Operand) -> Tensor:
-        return constant(ops.GT, self, self._operand(other, "gt"))
+        return binary(constant, ops.GT, self, self._operand(other, "gt"))
 
     def __ge__(self, other: Operand) -> Tensor:
-        return constant(ops.GE, self, self._operand(other, "ge"))
+        return binary(constant, ops.GE, self, self._operand(other, "ge"))
 
     def __eq__(self, other: Operand) -> Tensor:  # type: ignore[override]
-        return constant(ops.EQ, self, self._operand(other, "eq"))
+        return binary(constant, ops.EQ, self, self._operand(other, "eq"))
 
     def __ne__(self, other: Operand) -> Tensor:  # type: ignore[override]
-        return constant(ops.NE, self, self._operand(other, "ne"))
+        return binary(constant, ops.NE, self, self._operand(other, "ne"))
 
     def sign(self) -> Tensor:
         """-1, 0 or 1 per element; piecewise constant, so no gradient flows through it."""
@@ -394,20 +458,64 @@ class Tensor:
         count = self.size if dims is None else int(np.prod([self.shape[d] for d in dims]))
         return apply(ops.SUM, self, dim=dims, keepdim=keepdim) / count
 
-    def max(self, dim: Dims = None, keepdim: bool = False) -> Tensor:
-        """The largest values (values only, no indices)."""
-        return self._extremum(ops.MAX, dim, keepdim)
+    def max(self, dim: int | Tensor | None = None, keepdim: bool = False) -> Any:
+        """The largest value; with an int `dim`, ``(values, indices)`` along it (a named tuple,
+        as torch.max); with a tensor, the elementwise maximum (as torch.max(a, b))."""
+        return self._extremum(ops.MAX, ops.ARGMAX, dim, keepdim)
 
-    def min(self, dim: Dims = None, keepdim: bool = False) -> Tensor:
-        """The smallest values (values only, no indices)."""
-        return self._extremum(ops.MIN, dim, keepdim)
+    def min(self, dim: int | Tensor | None = None, keepdim: bool = False) -> Any:
+        """The smallest value; with an int `dim`, ``(values, indices)`` (as torch.min)."""
+        return self._extremum(ops.MIN, ops.ARGMIN, dim, keepdim)
 
-    def _extremum(self, op: ops.Op, dim: Dims, keepdim: bool) -> Tensor:
+    def amax(self, dim: Dims = None, keepdim: bool = False) -> Tensor:
+        """The largest values over `dim` (an int or a tuple; values only, as torch.amax)."""
+        return self._reduce_extremum(ops.MAX, dim, keepdim)
+
+    def amin(self, dim: Dims = None, keepdim: bool = False) -> Tensor:
+        """The smallest values over `dim` (an int or a tuple; values only, as torch.amin)."""
+        return self._reduce_extremum(ops.MIN, dim, keepdim)
+
+    def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        """The index of the largest value (the first, on ties), over the flattened tensor or
+        along `dim`; an int64 tensor, no gradient (as torch.argmax)."""
+        return self._arg_extremum(ops.ARGMAX, dim, keepdim)
+
+    def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        """The index of the smallest value (the first, on ties), as torch.argmin."""
+        return self._arg_extremum(ops.ARGMIN, dim, keepdim)
+
+    def _extremum(self, op: ops.Op, arg_op: ops.Op, dim: int | Tensor | None,
+                  keepdim: bool) -> Any:
+        if isinstance(dim, Tensor):
+            return (maximum if op is ops.MAX else minimum)(self, dim)
+        if dim is None:
+            return self._reduce_extremum(op, None, keepdim)
+        if isinstance(dim, (tuple, list)):
+            raise TypeError(f"{op.name}: dim must be a single int (PyTorch's {op.name} takes "
+                            f"one); for several dims use a{op.name}(dim={tuple(dim)})")
+        d = normalize_dim(op.name, self.shape, dim)
+        indices = self._arg_extremum(arg_op, d, keepdim=True)
+        where = list(np.indices(indices.shape, sparse=True))
+        where[d] = indices  # the gradient goes to that one element (ties: the first), as PyTorch
+        values = self[tuple(where)]
+        if not keepdim:
+            values, indices = values.squeeze(d), indices.squeeze(d)
+        return ValuesIndices(values, indices)
+
+    def _reduce_extremum(self, op: ops.Op, dim: Dims, keepdim: bool) -> Tensor:
         dims = reduced_dims(op.name, self.shape, dim)
         if any(self.shape[d] == 0 for d in (range(self.ndim) if dims is None else dims)):
             raise ShapeError(f"{op.name}: cannot reduce over a dim of size 0 (shape "
                              f"{self.shape}, dim {dim})")
         return apply(op, self, dim=dims, keepdim=keepdim)
+
+    def _arg_extremum(self, op: ops.Op, dim: int | None, keepdim: bool) -> Tensor:
+        axis = None if dim is None else normalize_dim(op.name, self.shape, dim)
+        empty = self.size == 0 if axis is None else self.shape[axis] == 0
+        if empty:
+            raise ShapeError(f"{op.name}: cannot reduce over a dim of size 0 (shape "
+                             f"{self.shape}, dim {dim})")
+        return constant(op, self, dim=axis, keepdim=keepdim)
 
     def softmax(self, dim: int) -> Tensor:
         return apply(ops.SOFTMAX, self, dim=normalize_dim("softmax", self.shape, dim))
@@ -554,13 +662,16 @@ def _tensor_list(op_name: str, tensors: Sequence[Operand]) -> list[Tensor]:
 
 
 def _pair(op_name: str, a: Operand, b: Operand) -> tuple[Tensor, Tensor]:
-    """Two operands as Tensors; a Python number takes the other one's float dtype."""
+    """Two operands as Tensors, promoted as PyTorch does; a Python number takes the other one's
+    float dtype."""
     if isinstance(a, Tensor):
-        return a, a._operand(b, op_name)
-    if isinstance(b, Tensor):
-        return b._operand(a, op_name), b
-    first = Tensor(a)
-    return first, first._operand(b, op_name)
+        first, second = a, a._operand(b, op_name)
+    elif isinstance(b, Tensor):
+        first, second = b._operand(a, op_name), b
+    else:
+        first = Tensor(a)
+        second = first._operand(b, op_name)
+    return promoted(first, second) if first.dtype != second.dtype else (first, second)
 
 
 def tensor(data: ArrayLike, requires_grad: bool = False, dtype: DTypeLike | None = None,

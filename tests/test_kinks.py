@@ -61,10 +61,18 @@ def test_ties_share_the_gradient_equally(op, ties, others, upstream):
     raise AssertionError(f"{op.name}: the tied value was never the result")
 
 
-def test_max_over_a_dim_shares_ties_per_row():
+def test_amax_over_a_dim_shares_ties_per_row():
     x = ad.tensor([[1.0, 3.0, 3.0], [2.0, 0.0, 1.0]], requires_grad=True)
-    x.max(dim=1).backward(np.array([1.0, 1.0]))
+    x.amax(dim=1).backward(np.array([1.0, 1.0]))
     np.testing.assert_array_equal(x.grad.data, [[0.0, 0.5, 0.5], [1.0, 0.0, 0.0]])
+
+
+def test_max_with_a_dim_sends_the_gradient_to_the_index_it_returns_as_pytorch():
+    x = ad.tensor([[1.0, 3.0, 3.0], [2.0, 0.0, 1.0]], requires_grad=True)
+    values, indices = x.max(dim=1)
+    assert indices.tolist() == [1, 0]  # the first of the tied maxima
+    values.backward(np.array([1.0, 1.0]))
+    np.testing.assert_array_equal(x.grad.data, [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
 
 
 def test_an_op_is_smooth_exactly_when_it_declares_no_kink():

@@ -11,7 +11,10 @@ def test_construction_follows_np_asarray():
     assert ad.tensor([1, 2]).dtype == np.int64
     assert ad.tensor([1, 2], dtype=np.float32).dtype == np.float32
     a = np.ones(3)
-    assert ad.Tensor(a).data is a
+    copied, shared = ad.tensor(a), ad.from_numpy(a)
+    a[0] = 5.0  # torch.tensor copies the array, torch.from_numpy shares it
+    assert copied.tolist() == [1.0, 1.0, 1.0] and ad.Tensor(a).data is not a
+    assert shared.data is a and shared.tolist() == [5.0, 1.0, 1.0]
 
 
 def test_attributes():

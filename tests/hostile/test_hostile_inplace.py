@@ -135,17 +135,43 @@ def test_a_leaf_that_requires_grad_is_not_changed_in_place_while_recording():
     assert w.tolist() == [1.0, 2.0] and w._version == 0
 
 
-def test_an_update_that_must_be_recorded_is_the_op_on_a_new_tensor():
-    """total += loss in a loop: recorded as total = total + loss (an in-place op is never
-    recorded), so its gradient is right; the old tensor is left as it was."""
+def test_an_update_that_must_be_recorded_changes_the_tensor_and_records_the_op():
+    """total += loss in a loop, as in PyTorch: total itself takes each sum (every reference
+    sees it) and a node whose input is its old self, so its gradient is right."""
     w = leaf([1.0, 2.0])
     total = ad.tensor(0.0)
     first = total
     for k in (1.0, 2.0):
         total += (w * k).sum()
     total.backward()
-    assert total.item() == 9.0 and w.grad.tolist() == [3.0, 3.0]
-    assert first.item() == 0.0 and first._version == 0
+    assert total is first and first.item() == 9.0 and w.grad.tolist() == [3.0, 3.0]
+
+
+def test_plus_equals_on_a_non_leaf_changes_it_for_every_reference_as_pytorch():
+    w = leaf([1.0, 2.0])
+    h = w * 3
+    h2 = h
+    h += 1  # was: a new tensor bound to h, h2 left unchanged
+    assert h2 is h and h2.tolist() == [4.0, 7.0]
+    (h * h).sum().backward()
+    assert w.grad.tolist() == [24.0, 42.0]  # d/dw (3w + 1)² = 6(3w + 1)
+
+
+def test_a_rule_that_saved_a_tensor_changed_by_plus_equals_is_refused_as_pytorch():
+    w = leaf([1.0, 2.0])
+    h = w * 1
+    y = (h * h).sum()  # mul saves h
+    h += 1
+    with pytest.raises(RuntimeError, match=r"mul's input 0 .* was modified in place"):
+        y.backward()
+
+
+def test_an_in_place_change_of_an_output_whose_rule_saved_it_keeps_the_old_values_for_it():
+    w = leaf([0.5, 1.0])
+    h = w.exp()  # exp's rule reads its output
+    h *= 2
+    h.sum().backward()
+    np.testing.assert_allclose(w.grad.data, 2 * np.exp([0.5, 1.0]))
 
 
 def test_a_saved_tensor_changed_by_minus_equals_is_refused_in_backward():

@@ -93,7 +93,8 @@ def test_a_module_that_refers_to_its_parent_or_itself_does_not_hang():
 
 
 def test_sgd_on_a_read_only_array_says_so():
-    p = ad.tensor(np.broadcast_to(np.ones(1), (2,)), requires_grad=True)
+    p = ad.from_numpy(np.broadcast_to(np.ones(1), (2,)))
+    p.requires_grad = True
     (p * 2).sum().backward()
     with pytest.raises(ValueError, match=r"SGD.step: parameter 0 \(shape \(2,\)\) holds a "
                                          r"read-only array"):
