@@ -12,6 +12,7 @@ in one place, so no rule has to undo broadcasting.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,14 +30,28 @@ def is_tensor(x: object) -> bool:
     return isinstance(x, Dispatch.tensor_type)  # type: ignore[arg-type]
 
 
+RETAINED: dict[int, weakref.ref[Any]] = {}  # id -> the non-leaves whose .grad is kept
+
+
+def retain(t: Tensor) -> None:
+    """Keep t's gradient in its ``.grad`` at every backward through it (``t.retain_grad()``)."""
+    key = id(t)
+    RETAINED[key] = weakref.ref(t, lambda _: RETAINED.pop(key, None))
+
+
+def _retained(t: Tensor) -> bool:
+    ref = RETAINED.get(id(t))
+    return ref is not None and ref() is t
+
+
 def backward(root: Tensor, gradient: Any = None, *, retain_graph: bool = False,
              create_graph: bool = False) -> None:
     """``root.backward(...)``: accumulate into the ``.grad`` of every leaf that requires grad."""
     refuse_while_tracing("backward()", "return the loss from the compiled function and call "
                          "backward() on it outside")
     seed = _seed("backward", root, gradient, create_graph)
-    if create_graph or GradMode.observers or GradMode.detect_anomaly or not _into_leaves(
-            root, seed, retain_graph):
+    shortcut = not (create_graph or GradMode.observers or GradMode.detect_anomaly or RETAINED)
+    if not (shortcut and _into_leaves(root, seed, retain_graph)):
         _walk([root], [seed], retain_graph or create_graph, create_graph, targets=None)
 
 
@@ -173,9 +188,11 @@ def _walk(roots: list[Tensor], seeds: list[Any], retain: bool, create_graph: boo
             if wanted is not None and t in wanted:
                 found[t] = g
             node = t.grad_fn
+            if wanted is None and node is None:
+                _accumulate_into_leaf(t, g, create_graph)
+            elif wanted is None and RETAINED and _retained(t):  # a copy: the walk passes g on
+                _accumulate_into_leaf(t, g if create_graph else np.array(g), create_graph)
             if node is None:
-                if wanted is None:
-                    _accumulate_into_leaf(t, g, create_graph)
                 continue
             input_grads = node.vjp(g, create_graph)
             if anomalies:

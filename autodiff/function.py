@@ -28,7 +28,14 @@ import numpy as np
 
 from autodiff.errors import ShapeError, as_numeric_array
 from autodiff.forward import shaped_tangent
-from autodiff.graph import GradMode, InPlace, check_versions, freed_error, set_modes
+from autodiff.graph import (
+    GradMode,
+    InPlace,
+    check_rebound,
+    check_versions,
+    freed_error,
+    set_modes,
+)
 from autodiff.recording import record
 from autodiff.tensor import Tensor
 
@@ -110,7 +117,7 @@ def _forward_mode(function: type[Function], ctx: Context, args: tuple[Any, ...],
 class FunctionNode:
     """One application of a `Function`: a `graph.GradNode`, as a primitive's `Node` is."""
 
-    __slots__ = ("function", "ctx", "args", "inputs", "arg_slots", "origin")
+    __slots__ = ("function", "ctx", "args", "inputs", "arg_slots", "origin", "recorded_at")
 
     def __init__(self, function: type[Function], ctx: Context, args: tuple[Any, ...],
                  arg_slots: tuple[int, ...], out: Tensor) -> None:
@@ -120,6 +127,7 @@ class FunctionNode:
         self.inputs: tuple[Any, ...] | None = tuple(args[i] for i in arg_slots)
         self.arg_slots = arg_slots  # where each input tensor stood among forward's arguments
         self.origin: str | None = None
+        self.recorded_at = InPlace.count
 
     @property
     def name(self) -> str:
@@ -133,6 +141,7 @@ class FunctionNode:
         if self.inputs is None or self.ctx is None or self.args is None:
             raise freed_error(self)
         saved = self.ctx.saved_tensors
+        check_rebound(self, self.inputs, self.recorded_at)
         check_versions(self, saved, self.ctx.saved_at, None, tuple(range(len(saved))),
                        "saved tensor")
         if create_graph:

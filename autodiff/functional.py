@@ -1,6 +1,7 @@
 """The ops also offered as functions, ``autodiff.exp(t)`` beside ``t.exp()`` (as torch.exp).
 
-Generated from the op table: every name in an op's ``functions=`` becomes ``autodiff.NAME``,
+Generated from the op table: every name in an op's ``functions=`` (and in `METHODS`) becomes
+``autodiff.NAME``,
 calling the Tensor method of that name (its first argument made a Tensor), or the function of
 that name in `autodiff.tensor` where there is no method (``where``).
 """
@@ -28,6 +29,11 @@ def _as_function(name: str) -> Callable[..., Tensor]:
     return call
 
 
-FUNCTIONS = {name: _as_function(name) for op in ops.OPS.values() for name in op.functions}
+# methods that are not one op of the table, offered as functions too (as torch.argmax, ...)
+METHODS = ("max", "min", "amax", "amin", "argmax", "argmin", "std", "var", "norm", "numel",
+           "flatten", "gather", "allclose", "equal", "t", "transpose", "reshape", "permute",
+           "squeeze", "unsqueeze", "abs", "sqrt", "pow", "mm")
+FUNCTIONS = {name: _as_function(name)
+             for name in [*(n for op in ops.OPS.values() for n in op.functions), *METHODS]}
 globals().update(FUNCTIONS)
 __all__ = sorted(FUNCTIONS)

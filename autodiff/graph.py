@@ -93,12 +93,28 @@ class InPlace:
     count = 0
     _lock = threading.Lock()
 
+    # id -> (the tensor, the count) of each tensor that an in-place op recorded on gave a new
+    # node (``h += 1`` while recording): a node that used it before must not follow that node
+    rebound: dict[int, tuple[weakref.ref[Any], int]] = {}
+
     @classmethod
     def bump(cls, t: Any) -> None:
         """Call after modifying t's array in place."""
         with cls._lock:  # two threads' bumps never share a number
             cls.count += 1
             t._version = cls.count
+
+    @classmethod
+    def rebind(cls, t: Any) -> None:
+        """Call when an in-place op recorded on t gives it a new node (after `bump`)."""
+        key = id(t)
+        cls.rebound[key] = (weakref.ref(t, lambda _: cls.rebound.pop(key, None)), t._version)
+
+    @classmethod
+    def rebound_at(cls, t: Any) -> int:
+        """The count when t last took a new node from an in-place op (0: never)."""
+        entry = cls.rebound.get(id(t))
+        return entry[1] if entry is not None and entry[0]() is t else 0
 
 
 class GraphFreedError(RuntimeError):
@@ -175,6 +191,7 @@ class Node:
             raise freed_error(self)
         out = self._out()
         if InPlace.count != self.recorded_at:  # something was modified in place since
+            check_rebound(self, inputs, self.recorded_at)
             check_versions(self, inputs, self.recorded_at, out, self.op.saves)
         if create_graph:
             args: Any = inputs
@@ -204,6 +221,20 @@ class Node:
 
     def __repr__(self) -> str:
         return f"<{camel(self.name)}Backward>"
+
+
+def check_rebound(node: GradNode, inputs: tuple[Any, ...], recorded_at: int) -> None:
+    """Raise if an input of `node` took a new node from an in-place op recorded on it after
+    `node` used it: the walker would follow the new node, a graph `node` never saw (PyTorch
+    keeps the old edge; here it is an error, never a silently wrong gradient)."""
+    if not InPlace.rebound:
+        return
+    for i, t in enumerate(inputs):
+        if InPlace.rebound_at(t) > recorded_at:
+            raise RuntimeError(
+                f"backward: {node.name}'s input {i} (shape {t.shape}) was changed by an in-place "
+                f"op after {node.name} used it (h += ..., h[i] = ..., h.add_(...) while "
+                "recording); write h = h + ... for a new tensor instead")
 
 
 def check_versions(node: GradNode, tensors: tuple[Any, ...], recorded_at: int, out: Any,

@@ -300,6 +300,16 @@ SIGMOID = primitive("sigmoid", sigmoid_forward, sigmoid_vjp, analytic=False, sav
                     functions=("sigmoid",), **UNARY)  # logaddexp has no complex form
 TANH = primitive("tanh", np.tanh, tanh_vjp, saves=("out",), functions=("tanh",), **UNARY)
 SIN = primitive("sin", np.sin, sin_vjp, saves=(0,), functions=("sin",), **UNARY)
+def clone_forward(x: np.ndarray) -> np.ndarray:
+    return x.copy()
+
+
+def clone_vjp(g: Value, out: Value, x: Value) -> Value:
+    """dx = G"""
+    return g
+
+
+CLONE = primitive("clone", clone_forward, clone_vjp, saves=(), functions=("clone",), **UNARY)
 TO = primitive("to", to_forward, to_vjp, jvps=(to_jvp,), saves=(), analytic=False,
                **UNARY)  # analytic=False: a cast to a real dtype drops the complex step
 COS = primitive("cos", np.cos, cos_vjp, saves=(0,), functions=("cos",), **UNARY)
@@ -489,6 +499,28 @@ def index_add_jvp(dg: Value, out: Value, g: Value, shape: tuple[int, ...], index
     return prim.index_add(dg, shape, index)
 
 
+def index_put_forward(x: np.ndarray, v: np.ndarray, index: Index) -> np.ndarray:
+    """A copy of x with v written at the index (``t[index] = v``; v broadcasts)."""
+    out = x.copy()
+    out[index] = v
+    return out
+
+
+def index_put_dx(g: Value, out: Value, x: Value, v: Value, index: Index) -> Value:
+    """dx = G, with 0 where v was written"""
+    return prim.index_put(g, 0.0, index)
+
+
+def index_put_dv(g: Value, out: Value, x: Value, v: Value, index: Index) -> Value:
+    """dv = G[index] (summed back to v's shape where v was broadcast)"""
+    return g[index]
+
+
+def index_put_jv(dv: Value, out: Value, x: Value, v: Value, index: Index) -> Value:
+    """d out = zeros with dv written at the index"""
+    return prim.index_add(prim.broadcast_to(dv, out[index].shape), out.shape, index)
+
+
 def where_forward(condition: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(condition, a, b)
 
@@ -561,6 +593,8 @@ CAT = primitive("cat", cat_forward, cat_vjp, jvps=(cat_jvp,), variadic=True, sav
                 explain=explain_cat)
 STACK = primitive("stack", stack_forward, stack_vjp, jvps=(stack_jvp,), variadic=True, saves=(),
                   functions=("stack",), explain=explain_stack)
+INDEX_PUT = primitive("index_put", index_put_forward, index_put_dx, index_put_dv,
+                      jvps=(index_put_dx, index_put_jv), saves=())
 WHERE = primitive("where", where_forward, None, where_da, where_db, saves=(0,),
                   functions=("where",), **BROADCASTING)
 
@@ -596,6 +630,9 @@ def argmin_forward(x: np.ndarray, dim: int | None, keepdim: bool) -> np.ndarray:
     return np.argmin(x, axis=dim, keepdims=keepdim)
 
 
+FLOOR_DIVIDE = Op("floor_divide", np.floor_divide, (None, None), elementwise=True,
+                  explain=explain_broadcast)  # // and %: piecewise, given no gradient here
+REMAINDER = Op("remainder", np.remainder, (None, None), elementwise=True, explain=explain_broadcast)
 ARGMAX = Op("argmax", argmax_forward, (None,))  # indices: piecewise constant, no gradient
 ARGMIN = Op("argmin", argmin_forward, (None,))
 CAST = Op("cast", cast_forward, (None,))

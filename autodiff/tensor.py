@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from autodiff import ops
-from autodiff.backward import backward
+from autodiff.backward import backward, retain
 from autodiff.errors import (
     ShapeError,
     as_numeric_array,
@@ -109,10 +109,10 @@ class Tensor:
         self.name = name
         self._version = 0  # raised by every in-place method (see graph.InPlace)
 
-    @classmethod
-    def _wrap(cls, data: Any) -> Tensor:
+    @staticmethod
+    def _wrap(data: Any) -> Tensor:
         """A constant tensor around an array, without __init__'s checks (the hot path)."""
-        t = cls.__new__(cls)
+        t = Tensor.__new__(Tensor)
         t.data = data if type(data) is np.ndarray else np.asarray(data)
         t.requires_grad = t._grad_owned = False
         t._grad = t.grad_fn = t.name = None
@@ -158,7 +158,7 @@ class Tensor:
     shape = property(lambda self: self.data.shape)
     ndim = property(lambda self: self.data.ndim)
     dtype = property(lambda self: self.data.dtype)
-    size = property(lambda self: self.data.size)
+    size = property(lambda self: Size(self.data.size, self.data.shape))
 
     @property
     def is_leaf(self) -> bool:
@@ -188,12 +188,90 @@ class Tensor:
 
     def zero_(self) -> Tensor:
         """Set every element to 0, in place (bumps the version: see `backward`)."""
-        refuse_while_tracing("zero_()", "zero the tensor outside it")
-        if not self.data.flags.writeable:
-            self.data = self.data.copy()
-        self.data[...] = 0
-        InPlace.bump(self)
+        return self.fill_(0, "zero_")
+
+    def fill_(self, value: float, _name: str = "fill_") -> Tensor:
+        """Set every element to `value`, in place."""
+        filler = self._operand(value, _name)
+        return self._in_place(_name, filler, lambda out: np.copyto(out, filler.data),
+                              lambda before: filler.broadcast_to(self.shape),
+                              "make a new tensor with autodiff.full or zeros_like")
+
+    def copy_(self, src: Operand) -> Tensor:
+        """Copy src's values (broadcast to this tensor's shape) into it, in place; the gradient
+        goes to src, as PyTorch's."""
+        source = self._operand(src, "copy_")
+        return self._in_place("copy_", source,
+                              lambda out: np.copyto(out, source.data, casting="same_kind"),
+                              lambda before: source.to(self.dtype).broadcast_to(self.shape),
+                              "use src.clone()")
+
+    def add_(self, other: Operand, alpha: float = 1) -> Tensor:
+        """x += alpha·other, in place (as PyTorch's add_)."""
+        return self.__iadd__(other if alpha == 1 else self._operand(other, "add_") * alpha)
+
+    def sub_(self, other: Operand, alpha: float = 1) -> Tensor:
+        """x −= alpha·other, in place."""
+        return self.__isub__(other if alpha == 1 else self._operand(other, "sub_") * alpha)
+
+    def mul_(self, other: Operand) -> Tensor:
+        return self.__imul__(other)
+
+    def div_(self, other: Operand) -> Tensor:
+        return self.__itruediv__(other)
+
+    def exp_(self) -> Tensor:
+        """exp of every element, in place."""
+        return self._in_place("exp_", None, lambda out: np.exp(out, out=out),
+                              lambda before: before.exp())
+
+    def clamp_(self, min: float | None = None, max: float | None = None) -> Tensor:
+        """clamp, in place."""
+        return self._in_place("clamp_", None, lambda out: np.copyto(out, self.clamp(min, max).data),
+                              lambda before: before.clamp(min, max))
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Set requires_grad in place (a leaf's only, as PyTorch's); returns the tensor."""
+        if self.grad_fn is not None and not requires_grad:
+            raise RuntimeError("requires_grad_: only a leaf's flag can be cleared (this tensor "
+                               "was computed; use detach() for a tensor cut from the graph)")
+        if requires_grad and self.dtype.kind != "f":
+            raise TypeError(f"requires_grad_: only floating-point tensors can require "
+                            f"gradients, got dtype {self.dtype}")
+        self.requires_grad = bool(requires_grad) or self.grad_fn is not None
         return self
+
+    def retain_grad(self) -> None:
+        """Keep this non-leaf's gradient in ``.grad`` at the next backward (as PyTorch's)."""
+        if self.grad_fn is None:
+            return  # a leaf keeps its gradient anyway
+        retain(self)
+
+    def clone(self) -> Tensor:
+        """A copy with its own array, recorded: the gradient flows back (as PyTorch's)."""
+        return apply(ops.CLONE, self)
+
+    def contiguous(self) -> Tensor:
+        """Itself: NumPy arrays need no contiguous copy for any op here."""
+        return self
+
+    def numel(self) -> int:
+        """The number of elements."""
+        return int(self.data.size)
+
+    def dim(self) -> int:
+        """The number of dims (as PyTorch's ``t.dim()``; also ``t.ndim``)."""
+        return int(self.data.ndim)
+
+    def cpu(self) -> Tensor:
+        """Itself: every tensor lives in the CPU's memory."""
+        return self
+
+    @property
+    def device(self) -> Device:
+        return CPU
+
+    is_cuda = False
 
     def backward(self, gradient: Operand | None = None, retain_graph: bool = False,
                  create_graph: bool = False) -> None:
@@ -275,68 +353,81 @@ class Tensor:
 
     # ------------------------------------------------------------ in place: x -= y, as PyTorch
     def __iadd__(self, other: Operand) -> Tensor:
-        return self._in_place(np.add, ops.ADD, "+=", other)
+        return self._binary_in_place(np.add, ops.ADD, "+=", other)
 
     def __isub__(self, other: Operand) -> Tensor:
-        return self._in_place(np.subtract, ops.SUB, "-=", other)
+        return self._binary_in_place(np.subtract, ops.SUB, "-=", other)
 
     def __imul__(self, other: Operand) -> Tensor:
-        return self._in_place(np.multiply, ops.MUL, "*=", other)
+        return self._binary_in_place(np.multiply, ops.MUL, "*=", other)
 
     def __itruediv__(self, other: Operand) -> Tensor:
-        return self._in_place(np.true_divide, ops.DIV, "/=", other)
+        return self._binary_in_place(np.true_divide, ops.DIV, "/=", other)
 
     def __ipow__(self, other: Operand) -> Tensor:
-        return self._in_place(np.power, ops.POW, "**=", other)
+        return self._binary_in_place(np.power, ops.POW, "**=", other)
 
-    def _in_place(self, ufunc: np.ufunc, op: ops.Op, symbol: str, other: Operand) -> Tensor:
-        """``x -= y`` as in PyTorch: x's own array takes the result (every reference to x sees
-        it) and its version is bumped. Under ``no_grad``, or where no tensor requires grad, that
-        is all: ``p -= lr * p.grad`` updates the weight. Where the change must be recorded
-        (``h += 1`` on a non-leaf, ``total += loss``), x also takes the op's node, whose input is
-        x's old self (a tensor of the old values and node); a rule that saved x before reads
-        the new values, so the version check refuses it in backward, as in PyTorch. A leaf that
-        requires grad cannot be changed while recording (PyTorch's error too)."""
+    def _binary_in_place(self, ufunc: np.ufunc, op: ops.Op, symbol: str,
+                         other: Operand) -> Tensor:
         operand = self._operand(other, op.name)
-        refuse_while_tracing(f"an in-place {symbol}", f"write x = x {symbol[:-1]} y")
+        return self._in_place(
+            symbol, operand, lambda out: ufunc(out, operand.data, out=out, casting="same_kind"),
+            lambda before: binary(apply, op, before, operand))
+
+    def _in_place(self, what: str, operand: Tensor | None,
+                  write: Callable[[np.ndarray], object],
+                  compute: Callable[[Tensor], Tensor], instead: str | None = None) -> Tensor:
+        """An in-place op (``x -= y``, ``x.exp_()``, ``x[i] = v``) as in PyTorch: x's own array
+        takes the result (every reference to x sees it) and its version is bumped. Under
+        ``no_grad``, or where no tensor requires grad, `write` does that, and that is all:
+        ``p -= lr * p.grad`` updates the weight. Where the change must be recorded (``h += 1``
+        on a non-leaf, ``total += loss``), x also takes the node of ``compute(old x)``, whose
+        input is x's old self (a tensor of the old values and node); a rule that saved x before
+        would read the new values, so the version check refuses it in backward, as in PyTorch.
+        A leaf that requires grad cannot be changed while recording (PyTorch's error too)."""
+        instead = instead or (f"write x = x {what[:-1]} y" if what.endswith("=") else
+                              f"use the out-of-place {what.rstrip('_')}")
+        refuse_while_tracing(f"an in-place {what}", instead)
         if GradMode.tangents is not None:
-            raise RuntimeError(f"{symbol}: in-place ops are not supported in forward mode; "
-                               f"write x = x {symbol[:-1]} y")
-        if not (GradMode.enabled and (self.requires_grad or operand.requires_grad)):
-            self._write(symbol, operand,
-                        lambda out: ufunc(out, operand.data, out=out, casting="same_kind"))
+            raise RuntimeError(f"{what}: in-place ops are not supported in forward mode; "
+                               f"{instead}")
+        given = operand is not None and operand.requires_grad
+        if not (GradMode.enabled and (self.requires_grad or given)):
+            self._write(what, operand, write)
             return self
         if self.requires_grad and self.grad_fn is None:
             raise RuntimeError(
-                f"{symbol}: a leaf tensor that requires grad cannot be changed in place "
+                f"{what}: a leaf tensor that requires grad cannot be changed in place "
                 "while gradients are recorded; update a weight under autodiff.no_grad() "
-                f"(as an optimizer does), or write x = x {symbol[:-1]} y for a new tensor")
-        before = self._old_self()
-        result = binary(apply, op, before, operand)
-        self._write(symbol, operand,
-                    lambda out: np.copyto(out, result.data, casting="same_kind"))
+                f"(as an optimizer does), or {instead} for a new tensor")
+        result = compute(self._old_self())
+        self._write(what, operand, lambda out: np.copyto(out, result.data, casting="same_kind"))
         if result.dtype != self.dtype:  # float32 x += float64 y: x keeps its dtype
             result = result.to(self.dtype)
         node = result.grad_fn
-        assert isinstance(node, Node)
-        node._out = weakref.ref(self)
-        self.grad_fn, self.requires_grad = node, True
-        node.recorded_at = InPlace.count  # after _write's bump: its rules read x's new values
+        if isinstance(node, Node):
+            node._out = weakref.ref(self)
+            node.recorded_at = InPlace.count  # after _write's bump: its rules read x's new values
+        self.grad_fn, self.requires_grad = node, node is not None
+        InPlace.rebind(self)
         return self
 
-    def _write(self, symbol: str, operand: Tensor, write: Callable[[np.ndarray], object]) -> None:
-        """Write the result of ``self <symbol> operand`` into this tensor's own array (it must
-        keep the shape and dtype) and bump the version."""
+    def _write(self, symbol: str, operand: Tensor | None,
+               write: Callable[[np.ndarray], object]) -> None:
+        """Write an in-place op's result (of ``self <symbol> operand``) into this tensor's own
+        array (it must keep the shape and dtype) and bump the version."""
+        shape = () if operand is None else operand.shape
+        dtype = self.dtype if operand is None else np.result_type(self.data, operand.data)
         if not self.data.flags.writeable:  # a read-only array (from_numpy of one) is copied
             self.data = self.data.copy()
         try:
             write(self.data)
         except TypeError:  # NumPy's casting error
-            raise TypeError(f"{symbol}: a result of dtype {np.result_type(self.data, operand.data)}"
-                            f" cannot be written into this tensor's {self.dtype}") from None
+            raise TypeError(f"{symbol}: a result of dtype {dtype} cannot be written into this "
+                            f"tensor's {self.dtype}") from None
         except ValueError:
             raise ShapeError(f"{symbol}: cannot update a tensor of shape {self.shape} in place "
-                             f"with one of shape {operand.shape} (the result must keep the "
+                             f"with one of shape {shape} (the result must keep the "
                              "tensor's shape)") from None
         InPlace.bump(self)
 
@@ -417,10 +508,24 @@ class Tensor:
     def cos(self) -> Tensor:
         return apply(ops.COS, self)
 
-    def to(self, dtype: DTypeLike) -> Tensor:
+    def to(self, *args: Any, dtype: DTypeLike | None = None, device: Any = None,
+           **ignored: Any) -> Tensor:
         """This tensor in another dtype (as ``.to(dtype)`` in PyTorch): itself if it has that
         dtype already; its gradient flows back in its own dtype. To an integer or bool dtype it is
-        a constant (no gradient), as in PyTorch."""
+        a constant (no gradient), as in PyTorch. A device ("cpu", ``autodiff.device("cpu")``) is
+        accepted, positionally or as ``device=``, and another tensor stands for its dtype;
+        ``non_blocking=`` and ``copy=`` are accepted and change nothing."""
+        for arg in args:
+            if isinstance(arg, (str, Device)):
+                check_device(arg)
+            elif isinstance(arg, Tensor):
+                dtype = arg.dtype
+            else:
+                dtype = arg
+        if device is not None:
+            check_device(device)
+        if dtype is None:
+            return self
         target = np.dtype(dtype)
         if target == self.dtype:
             return self
@@ -495,9 +600,7 @@ class Tensor:
                             f"one); for several dims use a{op.name}(dim={tuple(dim)})")
         d = normalize_dim(op.name, self.shape, dim)
         indices = self._arg_extremum(arg_op, d, keepdim=True)
-        where = list(np.indices(indices.shape, sparse=True))
-        where[d] = indices  # the gradient goes to that one element (ties: the first), as PyTorch
-        values = self[tuple(where)]
+        values = self.gather(d, indices)  # the gradient goes to that element, as in PyTorch
         if not keepdim:
             values, indices = values.squeeze(d), indices.squeeze(d)
         return ValuesIndices(values, indices)
@@ -516,6 +619,41 @@ class Tensor:
             raise ShapeError(f"{op.name}: cannot reduce over a dim of size 0 (shape "
                              f"{self.shape}, dim {dim})")
         return constant(op, self, dim=axis, keepdim=keepdim)
+
+    def var(self, dim: Dims = None, unbiased: bool = True, keepdim: bool = False, *,
+            correction: int | None = None) -> Tensor:
+        """Σ (x − mean)² / (n − correction) over `dim`; correction is 1 unless told (Bessel's,
+        PyTorch's default, where NumPy's var divides by n)."""
+        dims = reduced_dims("var", self.shape, dim)
+        n = self.size if dims is None else int(np.prod([self.shape[d] for d in dims]))
+        c = (1 if unbiased else 0) if correction is None else correction
+        centred = self - self.mean(dims, keepdim=True)
+        return (centred * centred).sum(dims, keepdim) / max(n - c, 0)
+
+    def std(self, dim: Dims = None, unbiased: bool = True, keepdim: bool = False, *,
+            correction: int | None = None) -> Tensor:
+        """√var (Bessel's correction by default, as PyTorch)."""
+        return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
+
+    def norm(self, p: float | str = 2, dim: Dims = None, keepdim: bool = False) -> Tensor:
+        """The p-norm over `dim` (all elements by default): p = 2 ("fro"), 1, or any p > 0."""
+        if p in (2, "fro"):
+            return (self * self).sum(dim, keepdim).sqrt()
+        if p == 1:
+            return self.abs().sum(dim, keepdim)
+        if isinstance(p, str) or not p > 0:
+            raise ValueError(f"norm: p must be a positive number or 'fro', got {p!r}")
+        return (self.abs() ** p).sum(dim, keepdim) ** (1 / p)
+
+    def allclose(self, other: Operand, rtol: float = 1e-05, atol: float = 1e-08,
+                 equal_nan: bool = False) -> bool:
+        """Whether every element is close to other's (as torch.allclose)."""
+        return bool(np.allclose(self.data, np.asarray(other), rtol=rtol, atol=atol,
+                                equal_nan=equal_nan))
+
+    def equal(self, other: Operand) -> bool:
+        """Whether the shapes and every element are equal (as torch.equal)."""
+        return self.shape == np.shape(other) and bool(np.array_equal(self.data, np.asarray(other)))
 
     def softmax(self, dim: int) -> Tensor:
         return apply(ops.SOFTMAX, self, dim=normalize_dim("softmax", self.shape, dim))
@@ -576,12 +714,167 @@ class Tensor:
             raise TypeError(f"broadcast_to: the shape must be ints, got {sizes!r}")
         return apply(ops.BROADCAST_TO, self, shape=tuple(int(n) for n in sizes))
 
+    def t(self) -> Tensor:
+        """The transpose of a matrix (a 0-d or 1-D tensor is itself), as PyTorch's t()."""
+        if self.ndim > 2:
+            raise ShapeError(f"t: expects a tensor of at most 2 dims, got shape {self.shape} "
+                             "(use transpose(dim0, dim1) or .mT)")
+        return self.T
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        """Dims start_dim..end_dim joined into one."""
+        if self.ndim == 0:
+            return self.reshape(1)
+        first, last = (normalize_dim("flatten", self.shape, d) for d in (start_dim, end_dim))
+        if first > last:
+            raise ShapeError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
+                             f"for shape {self.shape}")
+        joined = int(np.prod(self.shape[first:last + 1]))
+        return self.reshape(self.shape[:first] + (joined,) + self.shape[last + 1:])
+
+    def expand(self, *sizes: int | Sequence[int]) -> Tensor:
+        """broadcast_to, where -1 keeps a dim's size (as PyTorch's expand)."""
+        wanted = _unpack(sizes)
+        lead = len(wanted) - self.ndim
+        shape = tuple(self.shape[i - lead] if n == -1 and i >= lead else n
+                      for i, n in enumerate(wanted))
+        return self.broadcast_to(shape)
+
+    def repeat(self, *sizes: int | Sequence[int]) -> Tensor:
+        """The tensor tiled `sizes` times along each dim (as PyTorch's repeat, NumPy's tile)."""
+        reps = _unpack(sizes)
+        if len(reps) < self.ndim:
+            raise ShapeError(f"repeat: give at least {self.ndim} repeats for shape {self.shape},"
+                             f" got {reps}")
+        x = self.reshape((1,) * (len(reps) - self.ndim) + self.shape)
+        # each dim n becomes (r, n), broadcast, then joined: r copies of the whole dim
+        spread = tuple(k for n in x.shape for k in (1, n))
+        tiled = tuple(k for r, n in zip(reps, x.shape) for k in (r, n))
+        return x.reshape(spread).broadcast_to(tiled).reshape(
+            tuple(r * n for r, n in zip(reps, x.shape)))
+
+    def gather(self, dim: int, index: Operand) -> Tensor:
+        """out[i][j] = self[i][index[i][j]] for dim 1 (and so on for any dim), as torch.gather;
+        the gradient goes back to the gathered elements."""
+        d = normalize_dim("gather", self.shape, dim)
+        picks = index if isinstance(index, Tensor) else Tensor(index)
+        if picks.dtype.kind not in "iu" or picks.ndim != self.ndim:
+            raise ShapeError(f"gather: index must be an integer tensor with as many dims as the "
+                             f"input {self.shape}, got {picks.shape} of {picks.dtype}")
+        where: list[Any] = list(np.indices(picks.shape, sparse=True))
+        where[d] = picks
+        return self[tuple(where)]
+
     def __getitem__(self, index: Any) -> Tensor:
         return apply(ops.INDEX, self, index=_as_index(index))
+
+    def __setitem__(self, index: Any, value: Operand) -> None:
+        """``t[index] = v`` in place, as PyTorch (recorded where it must be: the gradient goes to
+        v where it was written and to the old t elsewhere)."""
+        where = _as_index(index)
+        v = self._operand(value, "index_put")
+
+        def put(before: Tensor) -> Tensor:
+            written = ops.index_add_forward(np.ones(before.data[where].shape), self.shape, where)
+            if written.max(initial=0) > 1:  # only the last write stays: v's gradient is ill-posed
+                raise ValueError(f"index_put: the index names an element of shape {self.shape} "
+                                 "more than once; while recording, write each element once")
+            return apply(ops.INDEX_PUT, before, v, index=where)
+
+        self._in_place("index_put", v, lambda out: out.__setitem__(where, v.data), put,
+                       "make a new tensor with autodiff.where(mask, v, t) or autodiff.cat")
+
+    def __floordiv__(self, other: Operand) -> Tensor:
+        return self._no_gradient("//", ops.FLOOR_DIVIDE, self, self._operand(other, "//"))
+
+    def __rfloordiv__(self, other: Operand) -> Tensor:
+        return self._no_gradient("//", ops.FLOOR_DIVIDE, self._operand(other, "//"), self)
+
+    def __mod__(self, other: Operand) -> Tensor:
+        return self._no_gradient("%", ops.REMAINDER, self, self._operand(other, "%"))
+
+    def __rmod__(self, other: Operand) -> Tensor:
+        return self._no_gradient("%", ops.REMAINDER, self._operand(other, "%"), self)
+
+    @staticmethod
+    def _no_gradient(symbol: str, op: ops.Op, a: Tensor, b: Tensor) -> Tensor:
+        """// and % on values: piecewise, and given no gradient here; refused where a gradient
+        would be recorded, never a silent zero."""
+        if GradMode.enabled and (a.requires_grad or b.requires_grad):
+            raise RuntimeError(f"{symbol}: no gradient is defined for it here; apply it to "
+                               "values (under autodiff.no_grad() or on t.detach())")
+        return binary(constant, op, a, b)
+
+    def __format__(self, spec: str) -> str:
+        """f"{t:.3f}" formats the number of a one-element tensor, as PyTorch's."""
+        if self.data.size == 1:
+            return format(self.data.item(), spec)
+        if spec:
+            raise TypeError(f"format: a format spec ({spec!r}) needs a one-element tensor, got "
+                            f"shape {self.shape}")
+        return str(self)
+
+    def long(self) -> Tensor:
+        """This tensor in int64 (a constant, as PyTorch's .long())."""
+        return self.to(np.int64)
 
     def float(self) -> Tensor:  # last in the class: the name would hide the builtin above
         """This tensor in float32 (``.to(autodiff.float32)``, as PyTorch's ``.float()``)."""
         return self.to(np.float32)
+
+    def int(self) -> Tensor:  # likewise
+        """This tensor in int32 (a constant, as PyTorch's .int())."""
+        return self.to(np.int32)
+
+
+class Size(int):
+    """``t.size``: the number of elements (NumPy's meaning) that can also be called as
+    PyTorch's ``t.size()`` (the shape) and ``t.size(dim)`` (one dim's length)."""
+
+    shape: tuple[int, ...]
+
+    def __new__(cls, count: int, shape: tuple[int, ...]) -> Size:
+        size = super().__new__(cls, count)
+        size.shape = shape
+        return size
+
+    def __call__(self, dim: int | None = None) -> Any:
+        if dim is None:
+            return self.shape
+        return self.shape[normalize_dim("size", self.shape, dim)]
+
+
+class Device:
+    """``autodiff.device("cpu")``: the one device, accepted so that code that picks its device
+    runs; any other is an error that names it."""
+
+    type = "cpu"
+
+    def __init__(self, name: Any = "cpu") -> None:
+        check_device(name)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Device) or other == "cpu"
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return "device(type='cpu')"
+
+    def __str__(self) -> str:
+        return "cpu"
+
+
+def check_device(device: Any) -> None:
+    """Accept "cpu" (or "cpu:0", or a Device); refuse any other device by name."""
+    if device is None or isinstance(device, Device):
+        return
+    if not (isinstance(device, str) and device.split(":")[0] == "cpu"):
+        raise ValueError(f"device: only 'cpu' is available (this engine runs on NumPy), got "
+                         f"{device!r}")
+
+
+CPU = Device()
 
 
 @functools.lru_cache(maxsize=256)
@@ -675,8 +968,9 @@ def _pair(op_name: str, a: Operand, b: Operand) -> tuple[Tensor, Tensor]:
 
 
 def tensor(data: ArrayLike, requires_grad: bool = False, dtype: DTypeLike | None = None,
-           name: str | None = None) -> Tensor:
-    """Make a Tensor (as torch.tensor)."""
+           name: str | None = None, device: Any = None) -> Tensor:
+    """Make a Tensor of a copy of `data` (as torch.tensor; `from_numpy` shares an array)."""
+    check_device(device)
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)
 
 

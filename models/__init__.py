@@ -1,10 +1,13 @@
-"""A small MLP library on the public autodiff API: modules, losses, optimizers, data."""
+"""The notebook's own pieces (the MLP, its loss, the digits data, the hand-derived backprop,
+the training loops) on the public autodiff API; the modules, losses and optimizers PyTorch keeps
+in torch.nn and torch.optim come from `autodiff.nn` and `autodiff.optim`, re-exported here."""
 
+from autodiff.nn import Linear, Module, ReLU, Softmax
+from autodiff.nn.functional import cross_entropy
+from autodiff.optim import SGD, Adam, Optimizer
 from models.data import Digits, load_digits, one_hot, random_batches
-from models.layers import MLP, Linear, ReLU, Softmax
-from models.losses import cross_entropy, squared_error
-from models.module import Module
-from models.optim import SGD, Adam, Optimizer
+from models.layers import MLP
+from models.losses import squared_error
 
 __all__ = ["MLP", "SGD", "Adam", "Digits", "Linear", "Module", "Optimizer", "ReLU", "Softmax",
            "cross_entropy",

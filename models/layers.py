@@ -1,57 +1,13 @@
-"""`Linear` and `MLP`."""
+"""`MLP`: the notebook's kind of network, built from `autodiff.nn.Linear`."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from autodiff import ShapeError, Tensor
-from models.module import Module
+from autodiff.nn import Linear, Module
 
 ACTIVATIONS = {"relu": Tensor.relu, "tanh": Tensor.tanh, "sigmoid": Tensor.sigmoid}
-
-
-class Linear(Module):
-    """y = x @ weightᵀ + bias, weight of shape (out_features, in_features) as in PyTorch.
-
-    Initialised as PyTorch does: uniform in ±1/√in_features.
-    """
-
-    def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 rng: np.random.Generator | None = None) -> None:
-        for name, n in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-                raise ValueError(f"Linear: {name} must be a positive int, got {n!r}")
-        rng = rng if rng is not None else np.random.default_rng()
-        bound = 1 / np.sqrt(in_features)
-        self.in_features, self.out_features = in_features, out_features
-        self.weight = Tensor(rng.uniform(-bound, bound, (out_features, in_features)),
-                             requires_grad=True)
-        self.bias = Tensor(rng.uniform(-bound, bound, out_features), requires_grad=True) \
-            if bias else None
-
-    def forward(self, x: Tensor) -> Tensor:
-        if x.shape[-1:] != (self.in_features,):
-            raise ShapeError(f"Linear: expected input of width {self.in_features} "
-                             f"(shape (N, {self.in_features})), got shape {x.shape}")
-        y = x @ self.weight.T
-        return y + self.bias if self.bias is not None else y
-
-
-class ReLU(Module):
-    """max(x, 0), as a module (as torch.nn.ReLU)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.relu()
-
-
-class Softmax(Module):
-    """softmax over `dim`, as a module (as torch.nn.Softmax(dim))."""
-
-    def __init__(self, dim: int) -> None:
-        self.dim = dim
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.softmax(self.dim)
 
 
 class MLP(Module):

@@ -217,6 +217,49 @@ def stack_examples(draw) -> Example:
     return xs, {"dim": draw(st.integers(-len(shape) - 1, len(shape)))}
 
 
+@st.composite
+def index_put_examples(draw) -> Example:
+    """An array, an index without repeated elements (a write to one element twice keeps the
+    last: refused where recorded), and values of the indexed shape, or one value broadcast."""
+    [a], params = draw(index_examples())
+    index = params["index"]
+    rows = index[0] if isinstance(index, tuple) else index
+    if isinstance(rows, np.ndarray):
+        rows = np.unique(rows % a.shape[0])
+        index = (rows, slice(None)) if isinstance(index, tuple) else rows
+    shape = a[index].shape
+    v = draw(st.one_of(arrays(shape), arrays(())))
+    return [a, v], {"index": index}
+
+
+def _index_put_reference(a, v, index):
+    out = a.copy()
+    out[index] = v
+    return out
+
+
+@st.composite
+def gather_examples(draw) -> Example:
+    a = draw(arrays(shapes(min_dims=1)))
+    dim = draw(st.integers(-a.ndim, a.ndim - 1))
+    shape = list(a.shape)
+    shape[dim] = draw(st.integers(1, 4))
+    picks = draw(hnp.arrays(np.int64, tuple(shape), elements=st.integers(0, a.shape[dim] - 1)))
+    return [a], {"dim": dim, "index": picks}
+
+
+@st.composite
+def repeat_examples(draw) -> Example:
+    a = draw(arrays(shapes(max_dims=3)))
+    reps = draw(st.lists(st.integers(1, 3), min_size=a.ndim, max_size=a.ndim + 1))
+    return [a], {"reps": tuple(reps)}
+
+
+def spread_examples(make_array=arrays) -> st.SearchStrategy[Example]:
+    """For var and std: each reduced dim holds at least two elements (Bessel's n − 1 > 0)."""
+    return reduction(lambda shape: make_array(tuple(max(n, 2) for n in shape) or (2,)))
+
+
 def comparison(name, compare, reference) -> OpCase:
     return OpCase(name, compare, reference, apart_examples(), (), twice_differentiable=False,
                   recorded=False)
@@ -291,6 +334,27 @@ CASES = [
            ("index", "index_add")),
     OpCase("index_add", lambda g, shape, index: prim.index_add(g, shape, index),
            _index_add_reference, index_add_examples(), ("index_add", "index")),
+    OpCase("index_put", lambda a, v, index: prim.index_put(a, v, index), _index_put_reference,
+           index_put_examples(), ("index_put", "index_add", "index", "broadcast_to")),
+    OpCase("clone", lambda a: a.clone(), np.copy, unary(), ("clone",)),
+    OpCase("gather", lambda a, dim, index: a.gather(dim, index),
+           lambda a, dim, index: np.take_along_axis(a, index, dim), gather_examples(),
+           ("index", "index_add")),
+    OpCase("max(dim)", lambda a, dim, keepdim: a.max(dim, keepdim).values,
+           lambda a, dim, keepdim: np.max(a, axis=dim, keepdims=keepdim),
+           reduction(distinct_arrays, single_dim=True).map(
+               lambda e: (e[0], {**e[1], "keepdim": bool(e[0][0].size % 2)})), ("index",)),
+    OpCase("repeat", lambda a, reps: a.repeat(reps), lambda a, reps: np.tile(a, reps),
+           repeat_examples(), ("reshape", "broadcast_to")),
+    OpCase("var", lambda a, dim, keepdim: a.var(dim, keepdim=keepdim),
+           lambda a, dim, keepdim: np.var(a, axis=dim, ddof=1, keepdims=keepdim),
+           spread_examples(), ("sum", "sub", "mul", "div")),
+    OpCase("std", lambda a, dim, keepdim: a.std(dim, keepdim=keepdim),
+           lambda a, dim, keepdim: np.std(a, axis=dim, ddof=1, keepdims=keepdim),
+           spread_examples(distinct_arrays), ("sqrt",)),  # no ties: std 0 is sqrt's kink
+    OpCase("norm", lambda a, dim, keepdim: a.norm(dim=dim, keepdim=keepdim),
+           lambda a, dim, keepdim: np.sqrt(np.sum(a * a, axis=dim, keepdims=keepdim)),
+           reduction(lambda shape: arrays(shape, elements=POSITIVE)), ("sqrt",)),
     OpCase("where", lambda c, a, b: ad.where(c, a, b), np.where, where_examples(), ("where",)),
     OpCase("maximum", ad.maximum, np.maximum, apart_examples(), ("maximum",)),
     OpCase("minimum", ad.minimum, np.minimum, apart_examples(), ("minimum",)),

@@ -405,7 +405,7 @@ ACTING_OUTSIDE_THE_OPS = {  # what each does, in the refusal's words: work a rep
     "backward()": lambda x: (x * x).sum().backward(),
     r"a gradient taken \(autodiff.grad": lambda x: ad.grad((x * x).sum(), x),
     r"setting \.grad": _zero_grad,
-    r"zero_\(\)": lambda x: (x * 2).zero_(),
+    r"an in-place zero_": lambda x: (x * 2).zero_(),
     r"autodiff.randn \(a random draw\)": lambda x: x + ad.randn(3),
     r"autodiff.rand \(a random draw\)": lambda x: x + ad.rand(3),
     "a Tensor made from another one's values": lambda x: ad.tensor(x * 2),

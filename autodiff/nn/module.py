@@ -1,4 +1,4 @@
-"""`Module`: parameters found by walking attributes, state dicts, and saving as .npz."""
+"""`Module` and `Parameter`: parameters found by walking attributes, state dicts, saving as .npz."""
 
 from __future__ import annotations
 
@@ -6,59 +6,137 @@ import os
 import zipfile
 import zlib
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from autodiff import Tensor
 from autodiff.files import write_atomically
+from autodiff.tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A tensor that is a module's parameter (as torch.nn.Parameter): it requires grad unless
+    told otherwise, and made from a tensor it shares that tensor's array."""
+
+    __slots__ = ()
+
+    def __init__(self, data: ArrayLike | None = None, requires_grad: bool = True) -> None:
+        shared = data.data if isinstance(data, Tensor) else None
+        super().__init__(np.zeros(0) if data is None else shared if shared is not None else data,
+                         requires_grad=requires_grad)
+        if shared is not None:
+            self.data = shared
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()
 
 
 class Module:
     """Base class of layers and networks: ``__call__`` runs ``forward``.
 
-    Parameters are the attributes that are Tensors with ``requires_grad=True``, found in
-    definition order, with those of sub-modules (attributes, or lists of them) under dotted names.
+    Parameters are the attributes that are `Parameter`s, or Tensors that required grad when they
+    were assigned (so a layer frozen later with ``p.requires_grad = False`` keeps its parameter,
+    as in PyTorch), found in definition order, with those of sub-modules (attributes, or lists of
+    them) under dotted names.
     """
 
-    def forward(self, *args, **kwargs) -> Tensor:
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
 
-    def __call__(self, *args, **kwargs) -> Tensor:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
 
-    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
-        """Each parameter once, under the first name it is found by (a shared one is not listed
-        twice, as in PyTorch); a module that refers back to its parent or itself is walked once."""
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, Parameter) or isinstance(value, Tensor) and value.requires_grad:
+            self.__dict__.setdefault("_parameter_names", set()).add(name)
+        object.__setattr__(self, name, value)
+
+    def _is_parameter(self, name: str, value: Any) -> bool:
+        return isinstance(value, Tensor) and (
+            isinstance(value, Parameter) or value.requires_grad
+            or name in self.__dict__.get("_parameter_names", ()))
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """This module (named `prefix`) and every sub-module (attributes, or lists and tuples of
+        them) under dotted names, each once, in definition order, depth first; a module that
+        refers back to its parent or itself is walked once."""
         stack: list[tuple[str, Module]] = [(prefix, self)]
-        seen_modules, seen_params = {id(self)}, set()
+        seen = {id(self)}
         while stack:  # iterative: deep nesting cannot overflow the stack
             path, module = stack.pop()
-            children = []
+            yield path, module
+            children: list[tuple[str, Module]] = []
             for name, value in vars(module).items():
-                full = f"{path}{name}"
-                if isinstance(value, Tensor) and value.requires_grad:
-                    if id(value) not in seen_params:
-                        seen_params.add(id(value))
-                        yield full, value
-                elif isinstance(value, Module):
-                    children.append((full + ".", value))
+                full = f"{path}.{name}" if path else name
+                if isinstance(value, Module):
+                    children.append((full, value))
                 elif isinstance(value, (list, tuple)):
-                    children += [(f"{full}.{i}.", m) for i, m in enumerate(value)
+                    children += [(f"{full}.{i}", m) for i, m in enumerate(value)
                                  if isinstance(m, Module)]
             fresh = []
             for child in children:  # in definition order, so the first name wins
-                if id(child[1]) not in seen_modules:
-                    seen_modules.add(id(child[1]))
+                if id(child[1]) not in seen:
+                    seen.add(id(child[1]))
                     fresh.append(child)
             stack.extend(reversed(fresh))
+
+    def modules(self) -> list[Module]:
+        return [m for _, m in self.named_modules()]
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
+        """Each parameter once, under the first name it is found by (a shared one is not listed
+        twice, as in PyTorch)."""
+        seen: set[int] = set()
+        for path, module in self.named_modules(prefix):
+            for name, value in vars(module).items():
+                if module._is_parameter(name, value) and id(value) not in seen:
+                    seen.add(id(value))
+                    yield (f"{path}.{name}" if path else name), value
 
     def parameters(self) -> list[Tensor]:
         return [p for _, p in self.named_parameters()]
 
-    def zero_grad(self) -> None:
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear every parameter's gradient: set it to None, or (``set_to_none=False``) zero it
+        in place."""
         for p in self.parameters():
-            p.grad = None
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Freeze (False) or unfreeze every parameter; returns the module."""
+        for p in self.parameters():
+            p.requires_grad = requires_grad
+        return self
+
+    def to(self, *args: Any, **kwargs: Any) -> Module:
+        """Each parameter converted as ``Tensor.to`` converts (a dtype, or "cpu"), in place."""
+        for p in self.parameters():
+            converted = p.to(*args, **kwargs)
+            if converted is not p:
+                p.data, p.grad = converted.data, None
+        return self
+
+    def double(self) -> Module:
+        """Every parameter in float64, in place (as PyTorch's)."""
+        return self.to(np.float64)
+
+    def float(self) -> Module:
+        """Every parameter in float32, in place (as PyTorch's)."""
+        return self.to(np.float32)
+
+    def cpu(self) -> Module:
+        return self
+
+    def train(self, mode: bool = True) -> Module:
+        """Accepted for PyTorch code; no layer here behaves differently in training."""
+        return self
+
+    def eval(self) -> Module:
+        return self
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """A copy of every parameter's array, by name."""
@@ -77,7 +155,7 @@ class Module:
         for name, p in params.items():  # only once every entry is known to fit
             p.data = converted[name]
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write the state dict as .npz (no pickle), atomically: a crash leaves the old file."""
         state = self.state_dict()
 
@@ -89,7 +167,7 @@ class Module:
 
         write_atomically(path, write)
 
-    def load(self, path: str | os.PathLike) -> None:
+    def load(self, path: str | os.PathLike[str]) -> None:
         """Read a file written by `save`. Each entry's header (shape, dtype) is checked against
         the module before its data is read; a foreign, corrupted or mismatched file fails with
         an error naming the file and the entry, and changes nothing."""
@@ -106,13 +184,13 @@ class Module:
         self.load_state_dict(state)
 
 
-def _check_names(params: dict, found: dict, where: str) -> None:
+def _check_names(params: dict[str, Tensor], found: dict[str, Any], where: str) -> None:
     missing, unexpected = sorted(set(params) - set(found)), sorted(set(found) - set(params))
     if missing or unexpected:
         raise KeyError(f"load: missing keys {missing}, unexpected keys {unexpected} in {where}")
 
 
-def _check_entry(name: str, shape: tuple, dtype: np.dtype, p: Tensor, where: str) -> None:
+def _check_entry(name: str, shape: tuple[int, ...], dtype: np.dtype, p: Tensor, where: str) -> None:
     if dtype.kind not in "biuf":
         raise TypeError(f"load: {name!r} holds dtype {dtype} in {where}; a parameter needs "
                         "numbers")
