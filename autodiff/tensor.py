@@ -638,7 +638,11 @@ class Tensor:
     def norm(self, p: float | str = 2, dim: Dims = None, keepdim: bool = False) -> Tensor:
         """The p-norm over `dim` (all elements by default): p = 2 ("fro"), 1, or any p > 0."""
         if p in (2, "fro"):
-            return (self * self).sum(dim, keepdim).sqrt()
+            squares = (self * self).sum(dim, keepdim)
+            # at the zero vector the gradient is 0, as PyTorch's (√ has none at 0): the square
+            # root is taken of 1 there, and `where` passes it no gradient
+            nonzero = squares > 0
+            return where(nonzero, where(nonzero, squares, 1.0).sqrt(), 0.0)
         if p == 1:
             return self.abs().sum(dim, keepdim)
         if isinstance(p, str) or not p > 0:

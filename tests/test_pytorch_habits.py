@@ -1,5 +1,6 @@
 """PyTorch habits carry over: creation functions, dtype names and conversions, nn-style modules,
-and the notebook's PyTorch training cell running on the engine with four edits."""
+and the notebook's PyTorch training cell running on the engine with three edits (the imports,
+Variable dropped, .grad.zero_())."""
 
 import numpy as np
 import pytest
@@ -9,11 +10,11 @@ from models import ReLU, Softmax, load_digits, one_hot
 from models.numpy_backprop import loss_and_grads
 
 # The notebook's PyTorch cell (reconstructed from the project's description of it), with only
-# the four edits the README lists: the import, Variable(...) dropped, nn.Softmax from models,
+# the three edits the README lists: the import, Variable(...) dropped,
 # .grad.data.zero_() -> .grad.zero_(). Everything else is as PyTorch code is written.
 NOTEBOOK_CELL = '''
 import autodiff as torch                     # edit 1: was `import torch`
-from models import Softmax                   # edit 3: was `nn.Softmax` from torch.nn
+from autodiff import nn                      # was `from torch import nn`
 
 dtype = torch.float32
 torch.manual_seed(seed)
@@ -22,7 +23,7 @@ w2 = torch.randn(50, 10).type(dtype) * 0.1
 w1.requires_grad = True
 w2.requires_grad = True
 initial = (w1.data.copy(), w2.data.copy())
-softmax = Softmax(dim=1)
+softmax = nn.Softmax(dim=1)
 learning_rate = 1e-6
 for rows in batches:
     x = torch.from_numpy(X_train[rows]).type(dtype)
@@ -33,7 +34,7 @@ for rows in batches:
         loss.backward()
         w1.data -= learning_rate * w1.grad.data
         w2.data -= learning_rate * w2.grad.data
-        w1.grad.zero_()                      # edit 4: was w1.grad.data.zero_()
+        w1.grad.zero_()                      # edit 3: was w1.grad.data.zero_()
         w2.grad.zero_()
 '''
 

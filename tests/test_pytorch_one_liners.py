@@ -93,6 +93,8 @@ HABITS = [
     ("torch.tensor([1., 2., 3., 4.]).var(unbiased=False).item()", 1.25),
     ("torch.tensor([3., 4.]).norm().item()", 5.0),
     ("torch.tensor([3., -4.]).norm(p=1).item()", 7.0),
+    ("(lambda z: (z.norm().backward(), z.grad.tolist())[1])(torch.zeros(2, requires_grad=True))",
+     [0.0, 0.0]),
     # creation
     ("torch.linspace(0, 1, 5).tolist()", [0.0, 0.25, 0.5, 0.75, 1.0]),
     ("torch.full((2,), 3.5).tolist()", [3.5, 3.5]),
