@@ -19,7 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
 
 import autodiff as ad  # noqa: E402
 from autodiff.forward import forward_mode, tangent_of  # noqa: E402
@@ -52,7 +52,8 @@ def jacobian_seconds(f, x: ad.Tensor, strategy: str, repeats: int) -> float:
 def sweep(sizes: list[int], fixed: int, vary: str, repeats: int) -> dict:
     """Jacobian times and rule counts of both strategies as n (or m) takes each size."""
     rows = {strategy: {"seconds": [], "rules": []} for strategy in STRATEGIES}
-    for size in tqdm(sizes, desc=f"Jacobians, {vary} varies", unit="size", leave=False):
+    for size in tqdm(sizes, desc=f"Jacobians, {vary} varies", unit="size", leave=False,
+                     disable=None):
         n, m = (size, fixed) if vary == "n" else (fixed, size)
         f, x = mlp(n, m), ad.tensor(np.random.default_rng(1).standard_normal(n))
         for strategy in STRATEGIES:
@@ -80,7 +81,7 @@ def notebook_gradient(rows: int = 100) -> dict:
     with ad.no_grad():
         for w, into in zip((w1, w2), forward_grads):
             for index in tqdm(list(np.ndindex(w.shape)), desc="3,700 forward passes",
-                              unit="pass", leave=False):
+                              unit="pass", leave=False, disable=None):
                 direction = np.zeros(w.shape)
                 direction[index] = 1
                 with forward_mode({w: direction}) as table:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
+from tqdm.auto import tqdm  # widgets in Jupyter, text bars on a terminal
 
 import autodiff as ad
 from models import MLP, Adam, Digits, cross_entropy, squared_error
@@ -55,7 +55,8 @@ def train_engine(data: Digits, batches: list[np.ndarray], w1: np.ndarray, w2: np
     y_train = data.y_train
     losses = np.empty((len(batches), steps))
     start = time.perf_counter()
-    for b, rows in enumerate(tqdm(batches, desc=name, unit="batch", leave=False)):
+    for b, rows in enumerate(tqdm(batches, desc=name, unit="batch", leave=False,
+                                  disable=None)):
         x, y = ad.tensor(data.x_train[rows]), ad.tensor(y_train[rows])
         for s in range(steps):
             loss = loss_of(x, y)
@@ -74,7 +75,8 @@ def train_numpy(name: str, loss_and_grads: GradFn, data: Digits, batches: list[n
     y_train = data.y_train
     losses = np.empty((len(batches), steps))
     start = time.perf_counter()
-    for b, rows in enumerate(tqdm(batches, desc=name, unit="batch", leave=False)):
+    for b, rows in enumerate(tqdm(batches, desc=name, unit="batch", leave=False,
+                                  disable=None)):
         x, y = data.x_train[rows], y_train[rows]
         for s in range(steps):
             losses[b, s], dw1, dw2 = loss_and_grads(x, y, w1, w2)
@@ -98,7 +100,7 @@ def train_practitioner(data: Digits, seed: int, epochs: int = 40) -> Practitione
     optimizer = Adam(model.parameters(), lr=1e-2)
     x_train, labels = data.x_train / 16, data.labels_train
     start = time.perf_counter()
-    for _ in tqdm(range(epochs), desc="practitioner", unit="epoch", leave=False):
+    for _ in tqdm(range(epochs), desc="practitioner", unit="epoch", leave=False, disable=None):
         order = rng.permutation(len(labels))
         for i in range(0, len(labels), 64):
             rows = order[i:i + 64]
