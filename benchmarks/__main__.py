@@ -28,13 +28,8 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from benchmarks.cases import elementwise_chain, fan_out, training_steps
+from benchmarks.targets import PER_OP_TARGET, TARGETS
 
-# engine / NumPy targets per step: (eager, compiled)
-TARGETS = {"notebook step, float64": (1.40, 1.00), "notebook step, float32": (1.40, 1.00),
-           "notebook step as the PyTorch cell, float64": (1.45, 1.00),
-           "notebook step as the PyTorch cell, float32": (1.45, 1.00),
-           "large MLP step, float64": (1.00, 0.90), "large MLP step, float32": (1.00, 0.95)}
-PER_OP_TARGET = 3.5  # µs of bookkeeping per op, forward and backward (eager)
 MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
 
 
@@ -84,7 +79,8 @@ def machine() -> dict:
                 break
     blas = [f"{i.get('internal_api')} {i.get('version')}" for i in threadpool_info()
             if i.get("user_api") == "blas"]
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+    return {"date": time.strftime("%Y-%m-%d"), "cpu": cpu, "cores": os.cpu_count(),
+            "python": platform.python_version(),
             "numpy": np.__version__, "blas": ", ".join(blas) or "unknown", "blas threads": 1,
             "malloc thresholds fixed": all(os.environ.get(k) == v for k, v in MALLOC.items())}
 

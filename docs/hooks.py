@@ -1,0 +1,81 @@
+"""Build hooks of the documentation site (``make docs``): what the pages show that comes from
+the code or from a stored run is generated here, never typed by hand.
+
+- ``<!-- generated: operations -->``: the op table, from `autodiff.ops.OPS` (each primitive's
+  rules as their formulas, its kink and its domain).
+- ``<!-- generated: benchmarks -->``: the benchmark table, from the stored run
+  `benchmarks/results.json` (with the machine and date it came from).
+- ``gallery/``: the notebook network's graph views and the backward-steps page, rendered by
+  `demos.graph` at build time (needs Graphviz's dot).
+- ``walkthrough.ipynb``: `demos/walkthrough.ipynb`, executed here (mkdocs-jupyter renders it)
+  without storing its widgets' state, which would make the page load a widget manager from
+  another host: the site loads nothing from the network.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from mkdocs.plugins import event_priority
+from mkdocs.structure.files import File, Files
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results.json"
+
+
+def operations_table() -> str:
+    from autodiff.ops import OPS
+
+    rows = ["| op | gradient rules | kink | domain |", "|---|---|---|---|"]
+    for op in OPS.values():
+        rules = "<br>".join(f"`{f}`" for f in op.formulas() if f) or "none (piecewise constant)"
+        kink = op.kink.describe() if op.kink else ""
+        domain = op.domain.describe(op.input_names)
+        rows.append(f"| `{op.name}` | {rules} | {kink} | {domain} |")
+    return "\n".join(rows)
+
+
+def benchmarks_table() -> str:
+    from benchmarks.markdown import table
+
+    return table(json.loads(RESULTS.read_text()))
+
+
+GENERATED = {"<!-- generated: operations -->": operations_table,
+             "<!-- generated: benchmarks -->": benchmarks_table}
+
+
+def on_page_markdown(markdown: str, **kwargs: object) -> str:
+    for marker, make in GENERATED.items():
+        if marker in markdown:
+            markdown = markdown.replace(marker, make())
+    return markdown
+
+
+@event_priority(100)  # before mkdocs-jupyter's, which makes the notebook a page
+def on_files(files: Files, config: dict, **kwargs: object) -> Files:
+    """Add the generated files: the gallery and the executed walkthrough notebook."""
+    if shutil.which("dot") is None:
+        raise SystemExit("docs: the gallery needs Graphviz's dot: sudo apt-get install graphviz")
+    from demos.graph import render_all
+
+    folder = Path(tempfile.mkdtemp(prefix="autodiff-docs-"))
+    render_all(folder / "gallery")
+    generated = [f"gallery/{path.name}" for path in sorted((folder / "gallery").iterdir())]
+    executed_walkthrough(folder / "walkthrough.ipynb")
+    for name in [*generated, "walkthrough.ipynb"]:
+        files.append(File(name, str(folder), config["site_dir"], config["use_directory_urls"]))
+    return files
+
+
+def executed_walkthrough(path: Path) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(ROOT / "demos" / "walkthrough.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=600, kernel_name="python3", store_widget_state=False,
+                   resources={"metadata": {"path": str(ROOT)}}).execute()
+    nbformat.write(notebook, path)
