@@ -223,7 +223,7 @@ def index_put_examples(draw) -> Example:
     last: refused where recorded), and values of the indexed shape, or one value broadcast."""
     [a], params = draw(index_examples())
     index = params["index"]
-    rows = index[0] if isinstance(index, tuple) else index
+    rows = index[0] if isinstance(index, tuple) and index else index
     if isinstance(rows, np.ndarray):
         rows = np.unique(rows % a.shape[0])
         index = (rows, slice(None)) if isinstance(index, tuple) else rows

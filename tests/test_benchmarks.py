@@ -2,7 +2,8 @@
 
 import json
 
-from benchmarks.__main__ import TARGETS, main
+from benchmarks.__main__ import main
+from benchmarks.targets import TARGETS
 
 
 def test_quick_benchmark_reports_every_figure(tmp_path, capsys):

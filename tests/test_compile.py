@@ -274,12 +274,12 @@ def test_the_backward_fits_a_contribution_only_where_the_walker_would():
     assert w.grad.tolist() == [[1.0] * 3] * 2
 
 
-def test_the_readme_shows_the_tape_of_the_notebook_step():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+def test_the_compiler_page_shows_the_tape_of_the_notebook_step():
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "compiler.md").read_text()
     shown = re.search(r"```\n(# a0: argument 0.*?)```", readme, re.S)
     x, y, w1, w2 = notebook_problem()
     w1.name, w2.name = "w1", "w2"
-    # written at a module's top level, as the README's reader would: w1 and w2 are globals
+    # written at a module's top level, as the page's reader would: w1 and w2 are globals
     module = {"squared_error": squared_error, "w1": w1, "w2": w2}
     step = ad.compile(eval("lambda x, y: squared_error((x @ w1).relu() @ w2, y)", module))
     assert shown is not None and shown.group(1) == step.tape(x, y) + "\n"

@@ -1,14 +1,22 @@
-"""The README's Python examples run as written."""
+"""The Python examples of the README and of every documentation page run as written."""
 
 import re
 from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-EXAMPLES = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+EXAMPLES = [(page, code) for page in PAGES
+            for code in re.findall(r"```python\n(.*?)```", page.read_text(), re.S)]
 
 
-@pytest.mark.parametrize("code", EXAMPLES, ids=[f"example{i}" for i in range(len(EXAMPLES))])
-def test_readme_example_runs(code):
-    exec(compile(code, str(README), "exec"), {})
+@pytest.mark.parametrize(("page", "code"), EXAMPLES,
+                         ids=[f"{p.name}-{i}" for i, (p, _) in enumerate(EXAMPLES)])
+def test_a_documented_example_runs(page, code):
+    exec(compile(code, str(page), "exec"), {})
+
+
+def test_every_page_has_examples_that_are_run():
+    assert {p.name for p, _ in EXAMPLES} >= {"README.md", "getting-started.md", "engine.md",
+                                             "compiler.md", "graphs.md", "models.md"}
