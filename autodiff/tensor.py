@@ -758,7 +758,7 @@ class Tensor:
             tuple(r * n for r, n in zip(reps, x.shape)))
 
     def gather(self, dim: int, index: Operand) -> Tensor:
-        """out[i][j] = self[i][index[i][j]] for dim 1 (and so on for any dim), as torch.gather;
+        """``out[i][j] = self[i][index[i][j]]`` for dim 1 (and so on for any dim), as torch.gather;
         the gradient goes back to the gathered elements."""
         d = normalize_dim("gather", self.shape, dim)
         picks = index if isinstance(index, Tensor) else Tensor(index)
