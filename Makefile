@@ -21,26 +21,24 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $@
 
-graphviz:
-	@if command -v dot >/dev/null; then :; \
+# A program from Debian's packages: $(1) the command, $(2) the package, $(3) what it is for.
+# Installed with apt-get where this runs as root; otherwise the command to run is printed.
+define from_debian
+	@if command -v $(1) >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "Installing Graphviz (dot) with apt-get"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null; \
+	  echo "Installing $(2) with apt-get ($(3))"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; \
 	else \
-	  echo "Graphviz's dot is missing: run 'sudo apt-get install graphviz' to render graphs"; \
-	  echo "(everything else works without it; graph renders are skipped with that message)"; \
+	  echo "$(1) is missing: run 'sudo apt-get install $(2)' ($(3); what needs it is skipped"; \
+	  echo "with that message without it)"; \
 	fi
+endef
 
-# Debian's chromium for the browser tests (never a browser downloaded by a tool)
-chromium:
-	@if command -v chromium >/dev/null; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "Installing Chromium (for the browser tests) with apt-get"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	else \
-	  echo "Chromium is missing: run 'sudo apt-get install chromium' for the browser tests"; \
-	  echo "(they are skipped with that message without it)"; \
-	fi
+graphviz:
+	$(call from_debian,dot,graphviz,to render graphs)
+
+chromium:  # Debian's browser, never one downloaded by a tool
+	$(call from_debian,chromium,chromium,for the browser tests)
 
 test: setup chromium
 	$(BIN)/python -m pytest

@@ -24,12 +24,12 @@ from autodiff.creation import (
     zeros,
     zeros_like,
 )
+from autodiff.devices import Device as device
 from autodiff.errors import ShapeError
 from autodiff.function import Context, Function
 from autodiff.functional import *  # noqa: F403 - autodiff.exp, .sum, ...: read from the op table
 from autodiff.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from autodiff.graph import GraphFreedError, is_grad_enabled, no_grad
-from autodiff.tensor import Device as device
 from autodiff.tensor import Size, Tensor, ValuesIndices, tensor
 from autodiff.transforms import hessian, hvp, jacobian, jvp, vjp
 

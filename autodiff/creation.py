@@ -14,9 +14,10 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
+from autodiff.devices import check_device
 from autodiff.errors import as_numeric_array
 from autodiff.graph import refuse_while_tracing
-from autodiff.tensor import Tensor, check_device
+from autodiff.tensor import Tensor
 
 float32 = np.dtype(np.float32)
 float64 = np.dtype(np.float64)

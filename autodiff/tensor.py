@@ -16,6 +16,7 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from autodiff import ops
 from autodiff.backward import backward, retain
+from autodiff.devices import CPU, Device, check_device
 from autodiff.errors import (
     ShapeError,
     as_numeric_array,
@@ -846,39 +847,6 @@ class Size(int):
         if dim is None:
             return self.shape
         return self.shape[normalize_dim("size", self.shape, dim)]
-
-
-class Device:
-    """``autodiff.device("cpu")``: the one device, accepted so that code that picks its device
-    runs; any other is an error that names it."""
-
-    type = "cpu"
-
-    def __init__(self, name: Any = "cpu") -> None:
-        check_device(name)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Device) or other == "cpu"
-
-    __hash__ = object.__hash__
-
-    def __repr__(self) -> str:
-        return "device(type='cpu')"
-
-    def __str__(self) -> str:
-        return "cpu"
-
-
-def check_device(device: Any) -> None:
-    """Accept "cpu" (or "cpu:0", or a Device); refuse any other device by name."""
-    if device is None or isinstance(device, Device):
-        return
-    if not (isinstance(device, str) and device.split(":")[0] == "cpu"):
-        raise ValueError(f"device: only 'cpu' is available (this engine runs on NumPy), got "
-                         f"{device!r}")
-
-
-CPU = Device()
 
 
 @functools.lru_cache(maxsize=256)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import platform
 import shutil
 import time
 from collections.abc import Callable
@@ -126,7 +127,19 @@ def _results(runs: list[Run], practitioner: PractitionerRun, gap: dict, data: Di
         "gradient_gap": gap,
         "settings": {"batches": args.batches, "steps": args.steps, "lr": args.lr,
                      "seed": args.seed, "init_scale": args.init_scale},
+        "machine": {"date": time.strftime("%Y-%m-%d"), "cpu": _cpu(),
+                    "python": platform.python_version(), "numpy": np.__version__},
     }
+
+
+def _cpu() -> str:
+    """The processor's model name, where Linux tells it."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next(line.split(":", 1)[1].strip() for line in info
+                        if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.machine()
 
 
 def _figures(timed: Timer, data: Digits, batches: list[np.ndarray],

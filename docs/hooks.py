@@ -5,6 +5,8 @@ the code or from a stored run is generated here, never typed by hand.
   rules as their formulas, its kink and its domain).
 - ``<!-- generated: benchmarks -->``: the benchmark table, from the stored run
   `benchmarks/results.json` (with the machine and date it came from).
+- ``<!-- generated: notebook -->``: the notebook reproduction's numbers, from its stored full
+  run, `docs/notebook-run/results.json` (whose figures sit beside it).
 - ``gallery/``: the notebook network's graph views and the backward-steps page, rendered by
   `demos.graph` at build time (needs Graphviz's dot).
 - ``walkthrough.ipynb``: `demos/walkthrough.ipynb`, executed here (mkdocs-jupyter renders it)
@@ -24,6 +26,7 @@ from mkdocs.structure.files import File, Files
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results.json"
+NOTEBOOK_RUN = ROOT / "docs" / "notebook-run" / "results.json"
 
 
 def operations_table() -> str:
@@ -44,8 +47,32 @@ def benchmarks_table() -> str:
     return table(json.loads(RESULTS.read_text()))
 
 
+def notebook_table() -> str:
+    r = json.loads(NOTEBOOK_RUN.read_text())
+    m, s, gap, p = r["machine"], r["settings"], r["gradient_gap"], r["practitioner"]
+    lines = [f"The stored full run (`python -m demos.notebook`, seed {s['seed']}, "
+             f"{s['batches']} batches × {s['steps']} steps, lr {s['lr']:g}), made on "
+             f"{m['date']} on {m['cpu']} with Python {m['python']} and NumPy {m['numpy']}:", "",
+             "| training path | test accuracy | final batch loss | µs per step |",
+             "|---|---|---|---|"]
+    lines += [f"| {run['name']} | {run['test_accuracy']:.3f} | {run['final_loss']:.3f} | "
+              f"{run['us_per_step']:.1f} |" for run in r["runs"]]
+    lines += [f"| practitioner: biases, cross-entropy, Adam ({p['epochs']} epochs) | "
+              f"{p['test_accuracy']:.3f} | | |", "",
+              f"Over all {s['batches'] * s['steps']:,} steps the engine's loss curve differs from "
+              f"the correct NumPy backprop's by at most "
+              f"{r['max_loss_gap_engine_vs_numpy']:.1e} (compiled: "
+              f"{r['max_loss_gap_compiled_vs_numpy']:.1e}). At the initial weights the "
+              f"notebook's gradient is {gap['relative_error_median']:.1f}× the true one's size "
+              f"away from it and {gap['angle_degrees_median']:.0f}° from it in direction "
+              f"(medians over the {gap['batches']} batches). The µs per step of one run vary "
+              "with the machine's load: compare the rows of one run, not runs."]
+    return "\n".join(lines)
+
+
 GENERATED = {"<!-- generated: operations -->": operations_table,
-             "<!-- generated: benchmarks -->": benchmarks_table}
+             "<!-- generated: benchmarks -->": benchmarks_table,
+             "<!-- generated: notebook -->": notebook_table}
 
 
 def on_page_markdown(markdown: str, **kwargs: object) -> str:

@@ -1,7 +1,10 @@
-"""Hypothesis profiles: `quick` for local runs (default), `ci` (HYPOTHESIS_PROFILE=ci) for CI."""
+"""Hypothesis profiles: `quick` for local runs (default), `ci` (HYPOTHESIS_PROFILE=ci) for CI;
+and the quick run of the notebook reproduction, shared by the tests that read its output."""
 
 import os
 
+import pytest
+from demo_runs import run_demo
 from hypothesis import HealthCheck, Phase, settings
 
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -20,3 +23,13 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 def scaled(fraction: float) -> settings:
     """Settings running a fraction of the profile's examples (for the costly checks)."""
     return settings(max_examples=max(10, int(settings().max_examples * fraction)))
+
+
+@pytest.fixture(scope="session")
+def notebook_quick_run(tmp_path_factory):
+    """``python -m demos.notebook --quick`` once per session: its output folder (with the
+    report, index.html, and what it printed, stdout.txt)."""
+    out = tmp_path_factory.mktemp("notebook")
+    output = run_demo("notebook", "--quick", "--out", str(out), "--seed", "1")
+    (out / "stdout.txt").write_text(output)
+    return out

@@ -38,10 +38,8 @@ def page(browser):
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("report")
-    run_demo("notebook", "--quick", "--out", str(out), "--seed", "1")
-    return out / "index.html"
+def report(notebook_quick_run) -> Path:
+    return notebook_quick_run / "index.html"
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ import re
 import shutil
 
 import pytest
-from demo_runs import run_demo
 from PIL import Image
 
 FIGURES = ["digits", "batch", "activations", "first_update", "loss_by_batch", "loss_compare",
@@ -13,10 +12,8 @@ FIGURES = ["digits", "batch", "activations", "first_update", "loss_by_batch", "l
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("notebook")
-    output = run_demo("notebook", "--quick", "--out", str(out), "--seed", "1")
-    (out / "stdout.txt").write_text(output)
+def quick_run(notebook_quick_run):
+    out = notebook_quick_run
     return out, json.loads((out / "results.json").read_text())
 
 

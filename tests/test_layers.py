@@ -5,9 +5,9 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "autodiff"
 # each may import only those before it
-LAYERS = ["cuda", "primitive", "ops", "errors", "graph", "anomaly", "recording", "forward",
-          "backward", "tensor", "creation", "function", "gradcheck", "functional", "transforms",
-          "guards", "compile", "files"]
+LAYERS = ["cuda", "devices", "primitive", "ops", "errors", "graph", "anomaly", "recording",
+          "forward", "backward", "tensor", "creation", "function", "gradcheck", "functional",
+          "transforms", "guards", "compile", "files"]
 
 
 def imports_of(module: str) -> set[str]:
