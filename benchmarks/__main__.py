@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from benchmarks import explorer
 from benchmarks.cases import elementwise_chain, fan_out, training_steps
 from benchmarks.targets import PER_OP_TARGET, TARGETS
 
@@ -116,6 +117,8 @@ def run(quick: bool) -> dict:
     results["fan-out backward us"] = {"width": width, "us": 1e6 * block_time(fan_out(width), 5)}
     stage("the notebook's whole training with the engine")
     results["notebook run s"] = _notebook_run(quick)
+    stage("the graph explorer's page, opened in Chromium")
+    results["explorer open s"] = explorer.open_seconds(quick)
     return results
 
 
@@ -163,6 +166,11 @@ def report(results: dict) -> None:
           f"{n['seconds']:.1f} s, compiled {n['compiled seconds']:.1f} s, NumPy "
           f"{n['numpy seconds']:.1f} s (compiled / NumPy {ratio:.2f}×, target ≤ 1.00: "
           f"{'met' if ratio <= 1 else 'not met'})")
+    opened = results["explorer open s"]
+    for name, seconds in (opened or {}).items():
+        print(f"explorer page, {name}: opens in {seconds:.2f} s")
+    if opened is None:
+        print("explorer page: not measured (needs Chromium and playwright)")
 
 
 def main(argv: list[str] | None = None) -> dict:

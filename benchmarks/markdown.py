@@ -37,4 +37,7 @@ def table(results: dict) -> str:
               f"engine {n['seconds']:.1f} s, compiled {n['compiled seconds']:.1f} s, NumPy "
               f"{n['numpy seconds']:.1f} s (compiled / NumPy {ratio:.2f}×, target ≤ 1.00×: "
               f"{'met' if ratio <= 1 else 'not met'})."]
+    opened = results.get("explorer open s")
+    lines += [f"- The graph explorer's page (`viz.explore`), {name}: opens in {seconds:.2f} s "
+              "in headless Chromium." for name, seconds in (opened or {}).items()]
     return "\n".join(lines)

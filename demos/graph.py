@@ -2,7 +2,9 @@
 
 Writes, into --out (default out/graph/): the forward graph, the graph after backward with every
 gradient, the gradient rules, the network built from `models.MLP` with its layers as clusters
-(each as SVG and PNG), and steps.html, a page with a slider through the backward pass.
+(each as SVG and PNG), steps.html, a page with a slider through the backward pass, and the
+interactive explorer (`viz.explore`) of the notebook's step (explore.html) and of a deeper MLP
+(explore_mlp.html).
 """
 
 from __future__ import annotations
@@ -65,7 +67,24 @@ def render_all(out: Path, seed: int = 0) -> dict[str, Path]:
              for step in viz.backward_steps(fresh_loss, params=fresh_params)]
     paths["steps"] = out / "steps.html"
     paths["steps"].write_text(steps_page(steps), encoding="utf-8")
+    paths.update(explorers(out, seed))
     return paths
+
+
+def explorers(out: Path, seed: int = 0) -> dict[str, Path]:
+    """The explorer of the notebook's step (after backward: every gradient), and of a deeper
+    MLP whose layers are modules."""
+    loss, params = notebook_graph(seed)
+    with viz.snapshot(loss, params=params) as snap:
+        loss.backward()
+    notebook = viz.explore(snap, path=out / "explore.html", title="the notebook's step")
+    model = MLP([64, 128, 128, 128, 64, 10], rng=np.random.default_rng(seed))
+    deep_loss = model(ad.tensor(np.random.default_rng(seed).random((32, 64)))).softmax(dim=1)
+    deep_loss = deep_loss.pow(2).sum()
+    with viz.snapshot(deep_loss, params=dict(model.named_parameters())) as deep:
+        deep_loss.backward()
+    mlp = viz.explore(deep, path=out / "explore_mlp.html", title="a deeper MLP", collapse=True)
+    return {"explore": notebook, "explore_mlp": mlp}
 
 
 def _forward_mode_view(stem: Path, seed: int) -> Path:
@@ -94,7 +113,10 @@ def section_html(paths: dict[str, Path], folder: str) -> str:
              f"(<a href=\"{folder}/{paths[view].name}\">SVG</a>)</figcaption></figure>"
              for view, caption in VIEWS.items()]
     parts.append(f"<p>Step through the backward pass, one rule at a time: "
-                 f"<a href=\"{folder}/steps.html\">{folder}/steps.html</a>.</p>")
+                 f"<a href=\"{folder}/steps.html\">{folder}/steps.html</a>. Explore the graph "
+                 f"(click a node for its values, gradient and rule; search; expand modules): "
+                 f"<a href=\"{folder}/explore.html\">the notebook's step</a>, "
+                 f"<a href=\"{folder}/explore_mlp.html\">a deeper MLP</a>.</p>")
     return "\n".join(parts)
 
 

@@ -9,7 +9,6 @@ for a page broken on purpose.
 
 from __future__ import annotations
 
-import shutil
 import threading
 import urllib.error
 import urllib.request
@@ -20,18 +19,10 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urlparse
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-INSTALL = ("the browser tests need Debian's Chromium: run 'sudo apt-get install chromium' "
-           "(make test installs it where it runs as root)")
-# as root, without a sandbox; no background traffic (this machine reaches no other host)
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from benchmarks.browser import CHROMIUM, INSTALL, launch
+
+__all__ = ["CHROMIUM", "INSTALL", "launch", "problems", "served", "visible_step"]
 LOCAL = ("file", "about", "data", "blob")
-
-
-def launch(playwright):  # -> playwright Browser
-    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-
 
 def problems(page, url: str) -> list[str]:
     """Open `url` in `page` and list what is broken on it (empty: nothing)."""

@@ -15,5 +15,7 @@ def test_quick_benchmark_reports_every_figure(tmp_path, capsys):
         assert step["engine"]["ratio"] > 0 and step["peak memory ratio"] > 0
     assert set(results["per-op overhead us"]) == {"forward", "forward+backward"}
     assert results["notebook run s"]["seconds"] > 0
+    opened = results["explorer open s"]  # None where there is no Chromium to open it in
+    assert opened is None or (len(opened) == 2 and all(s > 0 for s in opened.values()))
     printed = capsys.readouterr().out
     assert "machine:" in printed and "BLAS on 1 thread" in printed and "per-op overhead" in printed

@@ -1,4 +1,4 @@
-"""`python -m demos.graph` writes every view and a step-through page."""
+"""`python -m demos.graph` writes every view, a step-through page and the explorers."""
 
 import os
 import shutil
@@ -24,6 +24,9 @@ def test_every_view_is_written(tmp_path):
     assert steps >= 8 and page.count("<svg") == steps
     assert f'max="{steps}"' in page
     assert ">w1</text>" in page and ">w2</text>" in page  # the weights are named in every step
+    for explorer in ("explore", "explore_mlp"):  # the interactive pages (tests/test_explore.py)
+        assert f"{explorer:>9}: {tmp_path / explorer}.html" in output
+        assert 'id="graph-data"' in (tmp_path / f"{explorer}.html").read_text()
 
 
 def test_the_forward_mode_view_shows_tangents_beside_values(tmp_path):

@@ -1,4 +1,5 @@
-"""Folding repeated structure: a chain that repeats a few ops over and over becomes one node."""
+"""Grouping structure: a chain that repeats a few ops over and over becomes one node, and ops
+and tensors are placed in the module whose parameters they use."""
 
 from __future__ import annotations
 
@@ -19,15 +20,26 @@ def collapse_chains(snap: Snapshot, min_repeats: int = 3) -> tuple[list[OpInfo],
     ``[add → mul → tanh] ×1111``; constants used only inside it are folded in.
     Returns the ops to draw and the indices of the tensors hidden inside folded stretches.
     """
-    consumers: dict[int, list[OpInfo]] = {}
-    for op in snap.ops:
-        for i in op.inputs:
-            consumers.setdefault(i, []).append(op)
+    consumers = _consumers(snap)
     drawn: list[OpInfo] = []
     hidden: set[int] = set()
     for chain in _chains(snap, consumers):
         drawn += _fold_repeats(snap, chain, consumers, hidden, min_repeats)
     return sorted(drawn, key=lambda op: op.index), hidden
+
+
+def chains(snap: Snapshot) -> list[list[OpInfo]]:
+    """The ops split into chains (see `collapse_chains`), in walk order."""
+    return list(_chains(snap, _consumers(snap)))
+
+
+def _consumers(snap: Snapshot) -> dict[int, list[OpInfo]]:
+    """Each tensor's index -> the ops that use it."""
+    consumers: dict[int, list[OpInfo]] = {}
+    for op in snap.ops:
+        for i in op.inputs:
+            consumers.setdefault(i, []).append(op)
+    return consumers
 
 
 def _chains(snap: Snapshot, consumers: dict[int, list[OpInfo]]) -> Iterator[list[OpInfo]]:
@@ -90,3 +102,26 @@ def _fold(snap: Snapshot, stretch: list[OpInfo], period: int,
              f"(collapsed: {len(stretch)} ops, {len(inside) + len(constants)} tensors)")
     formulas = [formula for op in stretch[:period] for formula in op.formulas]
     return OpInfo(stretch[0].index, label, formulas, inputs, stretch[-1].output)
+
+
+def module_clusters(snap: Snapshot, ops: list[OpInfo]) -> dict[tuple[str, int], str]:
+    """Which module's cluster each op and tensor sits in, from the parameters' dotted keys.
+
+    An op joins module M when one of its inputs is a parameter of M or a tensor computed from
+    M's parameters alone (as ``weight.T``; scalar constants allowed); its output is then drawn
+    inside M too.
+    """
+    owner: dict[int, str] = {}  # tensor index -> module path, for params and param-derived
+    clusters: dict[tuple[str, int], str] = {}
+    for info in snap.tensors:
+        if info.is_param and info.label and "." in info.label:
+            owner[info.index] = info.label.rsplit(".", 1)[0]
+            clusters[("t", info.index)] = owner[info.index]
+    for op in ops:  # ops come in walk order: inputs before the ops that use them
+        modules = {owner[i] for i in op.inputs if i in owner}
+        if len(modules) == 1:
+            (module,) = modules
+            clusters[("op", op.index)] = clusters[("t", op.output)] = module
+            if all(i in owner or snap.tensors[i].tensor.ndim == 0 for i in op.inputs):
+                owner[op.output] = module
+    return clusters

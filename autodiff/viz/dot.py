@@ -13,7 +13,7 @@ import numpy as np
 
 from autodiff.files import write_atomically
 from autodiff.tensor import Tensor
-from autodiff.viz.collapse import collapse_chains
+from autodiff.viz.collapse import collapse_chains, module_clusters
 from autodiff.viz.snapshot import OpInfo, Snapshot, TensorInfo, snapshot
 
 try:
@@ -75,7 +75,7 @@ def build(snap: Snapshot, *, show_values: bool = False, show_grads: bool = False
     dot = Digraph("autodiff", graph_attr=dict(rankdir=rankdir, fontname="Helvetica"))
     if title:
         dot.attr(label=graphviz.nohtml(_escape(title)), labelloc="t", fontsize="16")
-    clusters = _module_clusters(snap, ops)
+    clusters = module_clusters(snap, ops)
     uses: dict[int, int] = {}
     for op in ops:
         for i in op.inputs:
@@ -249,26 +249,3 @@ def _legend(dot: graphviz.Digraph) -> None:
         for i, (_, color, text) in enumerate(GRAD_BANDS):
             legend.node(f"legend{i}", text, shape="box", style="filled", fillcolor=color,
                         fontname="Helvetica", fontsize="10")
-
-
-def _module_clusters(snap: Snapshot, ops: list[OpInfo]) -> dict[tuple[str, int], str]:
-    """Which module's cluster each op and tensor sits in, from the parameters' dotted keys.
-
-    An op joins module M when one of its inputs is a parameter of M or a tensor computed from
-    M's parameters alone (as ``weight.T``; scalar constants allowed); its output is then drawn
-    inside M too.
-    """
-    owner: dict[int, str] = {}  # tensor index -> module path, for params and param-derived
-    clusters: dict[tuple[str, int], str] = {}
-    for info in snap.tensors:
-        if info.is_param and info.label and "." in info.label:
-            owner[info.index] = info.label.rsplit(".", 1)[0]
-            clusters[("t", info.index)] = owner[info.index]
-    for op in ops:  # ops come in walk order: inputs before the ops that use them
-        modules = {owner[i] for i in op.inputs if i in owner}
-        if len(modules) == 1:
-            (module,) = modules
-            clusters[("op", op.index)] = clusters[("t", op.output)] = module
-            if all(i in owner or snap.tensors[i].tensor.ndim == 0 for i in op.inputs):
-                owner[op.output] = module
-    return clusters

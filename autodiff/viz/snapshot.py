@@ -40,6 +40,7 @@ class OpInfo:
     inputs: list[int]  # tensor indices, in argument order
     output: int
     label: str | None = None  # how it is drawn, where that is not its name (``.T``)
+    origin: str | None = None  # the line of user code that made it, where origins were recorded
 
 
 @dataclass
@@ -99,7 +100,8 @@ def snapshot(*roots: Tensor, params: dict[str, Tensor] | None = None,
         node = t.grad_fn
         if node is not None:
             snap.ops.append(OpInfo(len(snap.ops), node.name, node.formulas(),
-                                   [snap._by_id[id(i)] for i in node.inputs], index, node.label))
+                                   [snap._by_id[id(i)] for i in node.inputs], index, node.label,
+                                   node.origin))
     return snap
 
 
