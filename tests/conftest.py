@@ -1,9 +1,11 @@
 """Hypothesis profiles: `quick` for local runs (default), `ci` (HYPOTHESIS_PROFILE=ci) for CI;
-and the quick run of the notebook reproduction, shared by the tests that read its output."""
+the quick run of the notebook reproduction, shared by the tests that read its output; and a
+headless Chromium page for the browser tests."""
 
 import os
 
 import pytest
+from browser import CHROMIUM, INSTALL, launch
 from demo_runs import run_demo
 from hypothesis import HealthCheck, Phase, settings
 
@@ -33,3 +35,27 @@ def notebook_quick_run(tmp_path_factory):
     output = run_demo("notebook", "--quick", "--out", str(out), "--seed", "1")
     (out / "stdout.txt").write_text(output)
     return out
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, headless (the tests that use it skip, saying how to install it,
+    without it or without playwright)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason=INSTALL)
+    if CHROMIUM is None:
+        pytest.skip(INSTALL)
+    with sync_api.sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page; `page.dialogs` lists the messages of any alert a page raised."""
+    context = browser.new_context(viewport={"width": 1300, "height": 800})
+    page = context.new_page()
+    page.dialogs = []
+    page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+    yield page
+    context.close()

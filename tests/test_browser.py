@@ -13,28 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from browser import CHROMIUM, INSTALL, launch, problems, served, visible_step
+from browser import CHROMIUM, INSTALL, problems, served, visible_step
 from demo_runs import ROOT, run_demo
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=INSTALL)
-playwright_api = pytest.importorskip("playwright.sync_api")
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None,
                                reason="Graphviz's dot is missing: sudo apt-get install graphviz")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context()
-    yield context.new_page()
-    context.close()
 
 
 @pytest.fixture(scope="module")

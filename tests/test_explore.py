@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 import pytest
-from browser import CHROMIUM, INSTALL, launch, problems
+from browser import CHROMIUM, INSTALL, problems
 
 import autodiff as ad
 from autodiff import nn, viz
@@ -77,27 +77,6 @@ def test_hostile_names_are_escaped_data_in_the_page(tmp_path):
 
 # ---------------------------------------------------------------- in the browser
 browser_only = pytest.mark.skipif(CHROMIUM is None, reason=INSTALL)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if CHROMIUM is None:
-        pytest.skip(INSTALL)
-    with sync_api.sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1300, "height": 800})
-    page = context.new_page()
-    page.dialogs = []
-    page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
-    yield page
-    context.close()
 
 
 def node_id(path, name):
