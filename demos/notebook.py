@@ -22,7 +22,7 @@ from typing import TypeVar
 import numpy as np
 
 from autodiff.viz import INSTALL_DOT
-from demos import figures, modes
+from demos import conformance, figures, modes
 from demos.embeddings import six_embeddings
 from demos.gradient_gap import gradient_gap
 from demos.graph import render_all, section_html
@@ -91,8 +91,10 @@ def main(argv: list[str] | None = None) -> dict:
     _print_results(results)
     pngs = _figures(timed, data, batches, (w1, w2), runs, args)
     graph_html = timed("compute graph", lambda: _graph_section(args.out))
+    engines = timed("conformance: micrograd, and an engine with a planted bug",
+                    lambda: conformance.main(max_examples=30 if args.quick else 100))
     report = timed("report", lambda: write_report(args.out / "index.html", pngs, results,
-                                                   timed.timings, graph_html))
+                                                   timed.timings, graph_html, engines))
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     _print_timings(timed.timings)
     print(f"\nWrote {len(pngs)} figures, results.json and {report}")

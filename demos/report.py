@@ -36,7 +36,7 @@ CAPTIONS = {
 }
 
 def write_report(path: Path, pngs: dict[str, Path], results: dict, timings: dict[str, float],
-                 graph_html: str) -> Path:
+                 graph_html: str, engines: dict[str, str] | None = None) -> Path:
     """Write index.html next to the PNGs, atomically (a half-written page never replaces one)."""
     sections = [_numbers(results)]
     for key, png in pngs.items():
@@ -47,6 +47,12 @@ def write_report(path: Path, pngs: dict[str, Path], results: dict, timings: dict
             f"<figcaption>{html.escape(CAPTIONS.get(key, key))}</figcaption></figure>")
     sections.append(f'<section id="graph"><h2>Compute graph</h2>'
                     f"{graph_html}</section>")
+    if engines:
+        sections.append('<section id="conformance"><h2>Testing other engines</h2>'
+                        "<p>autodiff.testing.conformance run on micrograd and on a tiny engine "
+                        "with a planted bug (python -m demos.conformance):</p>"
+                        + "".join(f"<pre>{html.escape(text)}</pre>" for text in engines.values())
+                        + "</section>")
     sections.append(_timings(timings))
     page = _PAGE.format(body="\n".join(sections))
     return write_atomically(path, lambda f: f.write(page.encode("utf-8")))

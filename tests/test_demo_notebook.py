@@ -34,6 +34,8 @@ def test_index_html_links_and_embeds_every_figure(quick_run):
         assert f'href="{name}.png"' in page
     assert len(re.findall(r'src="data:image/png;base64,', page)) == len(FIGURES)
     assert "test accuracy" in page and "Where the time went" in page and 'id="graph"' in page
+    assert 'id="conformance"' in page and "=== micrograd: conforms" in page
+    assert "=== tiny: caught" in page and "the first op whose own gradient is wrong: tanh" in page
     if shutil.which("dot"):  # the four views of demos.graph inline, the steps page linked
         assert page.count("<svg") >= 5 and 'href="graph/steps.html"' in page
 
