@@ -418,6 +418,9 @@ def _backward_lines(entries: list[Entry], merged: set[int], names: dict[int, str
             if rule is None or not t.requires_grad:
                 continue
             params = {**e.params, "which": i} if e.op.variadic else e.params
+            # asked of the rule itself: its copy on arrays keeps the code, not a signature
+            # that a wrapper declares (``__signature__``, as mutation testing's trampolines do)
+            takes_into = "into" in inspect.signature(rule).parameters
             rule = on_arrays(rule)
             name = names[id(t)]
             arrays = [grads[out], e.out.data, *[x.data for x in e.inputs]]
@@ -425,7 +428,7 @@ def _backward_lines(entries: list[Entry], merged: set[int], names: dict[int, str
                 part = rule(*arrays, **params)
                 buffer = None
                 if (name not in leaves and name not in grads  # an intermediate's first share
-                        and _worth_a_buffer(part) and "into" in inspect.signature(rule).parameters):
+                        and _worth_a_buffer(part) and takes_into):
                     buffer = np.empty_like(part)
                     if rule(*arrays, **params, into=buffer) is buffer:
                         part = buffer
