@@ -383,9 +383,10 @@ class Tensor:
         ``no_grad``, or where no tensor requires grad, `write` does that, and that is all:
         ``p -= lr * p.grad`` updates the weight. Where the change must be recorded (``h += 1``
         on a non-leaf, ``total += loss``), x also takes the node of ``compute(old x)``, whose
-        input is x's old self (a tensor of the old values and node); a rule that saved x before
-        would read the new values, so the version check refuses it in backward, as in PyTorch.
-        A leaf that requires grad cannot be changed while recording (PyTorch's error too)."""
+        input is x's old self (a tensor of the old values and node). A node that used x before
+        would follow x's new node, and a rule that saved x would read its new values: backward
+        refuses both (`graph.check_rebound`, and the version check, as in PyTorch). A leaf that
+        requires grad cannot be changed while recording (PyTorch's error too)."""
         instead = instead or (f"write x = x {what[:-1]} y" if what.endswith("=") else
                               f"use the out-of-place {what.rstrip('_')}")
         refuse_while_tracing(f"an in-place {what}", instead)
