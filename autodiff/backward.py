@@ -148,7 +148,7 @@ def _count_consumers(roots: list[Tensor]) -> dict[Tensor, int]:
 
     Tensors are dict keys by identity (their hash is the object's; == is never called)."""
     pending: dict[Tensor, int] = {}
-    stack = [t for t in roots if t.requires_grad]
+    stack = list({t: None for t in roots if t.requires_grad})  # a root given twice: once
     seen = set(stack)
     while stack:
         node = stack.pop().grad_fn

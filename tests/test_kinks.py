@@ -95,3 +95,32 @@ def test_softmax_and_log_softmax_are_finite_around_plus_minus_1000():
 def test_sigmoid_is_finite_for_large_inputs():
     out = ad.tensor([-1000.0, 0.0, 1000.0]).sigmoid()
     np.testing.assert_array_equal(out.data, [0.0, 0.5, 1.0])
+
+
+def test_a_rule_written_into_a_buffer_keeps_the_subgradient_at_the_kink():
+    """relu's rule on arrays takes into=, as a compiled backward lends it: at x = 0 it must
+    still pass 0, as the eager rule does (the property tests draw values off the kink)."""
+    x = np.array([-1.0, 0.0, 2.0])
+    g = np.array([5.0, 5.0, 5.0])
+    buffer = np.empty(3)
+    assert ad.ops.relu_vjp(g, None, x, into=buffer) is buffer
+    np.testing.assert_array_equal(buffer, ad.ops.relu_vjp(g, None, x))
+    np.testing.assert_array_equal(buffer, [0.0, 0.0, 5.0])
+
+
+def test_forward_mode_through_amax_at_ties_averages_the_tied_tangents():
+    """The JVP at ties is the mean of the tied elements' tangents: the transpose of the VJP,
+    which shares the gradient equally."""
+    x = ad.tensor([[1.0, 1.0, 0.0], [2.0, 3.0, 3.0]])
+    _, tangent = ad.jvp(lambda t: t.amax(dim=1), (x,), (ad.tensor([[1.0, 3.0, 9.0],
+                                                                  [7.0, 2.0, 6.0]]),))
+    np.testing.assert_array_equal(tangent.data, [2.0, 4.0])
+
+
+def test_the_cast_rules_give_each_side_its_own_dtype():
+    """to's VJP returns the gradient in the input's dtype, its JVP the tangent in the output's
+    (the walker would cast them anyway; the rules themselves must be right for create_graph)."""
+    x32 = np.ones(3, np.float32)
+    assert ad.ops.to_vjp(np.ones(3), None, x32, dtype=np.dtype(np.float64)).dtype == np.float32
+    assert ad.ops.to_jvp(np.ones(3), None, np.ones(3), dtype=np.dtype(np.float32)).dtype == \
+        np.float32

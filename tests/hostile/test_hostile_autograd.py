@@ -194,3 +194,52 @@ def test_a_snapshots_gradients_stay_as_recorded_after_a_later_backward():
     for info, before in zip(snap.tensors, recorded):
         if before is not None:
             np.testing.assert_array_equal(info.grad, before)
+
+
+def test_gradients_recorded_with_create_graph_accumulate_over_two_backwards():
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    for _ in range(2):
+        (x * x).sum().backward(create_graph=True)
+    assert x.grad.tolist() == [4.0, 8.0] and x.grad.requires_grad
+
+
+def test_a_root_given_twice_to_grad_gets_its_seeds_summed():
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 3
+    (g,) = ad.grad([y, y], [x], grad_outputs=[ad.tensor([1.0, 1.0]), ad.tensor([2.0, 5.0])])
+    assert g.tolist() == [9.0, 18.0]
+
+
+def test_retain_grad_keeps_only_the_retained_non_leafs_gradient_and_only_in_backward():
+    w = ad.tensor([1.0, 2.0], requires_grad=True)
+    h = w * 2
+    other = h * 3
+    h.retain_grad()
+    (grad_w,) = ad.grad((other * other).sum(), [w], retain_graph=True)
+    assert h.grad is None and grad_w.tolist() == [72.0, 144.0]  # autodiff.grad fills no .grad
+    (other * other).sum().backward()
+    assert h.grad.tolist() == [36.0, 72.0] and other.grad is None
+    assert w.grad.tolist() == [72.0, 144.0]
+
+
+def test_a_retained_gradient_is_its_own_array_across_two_backwards():
+    """The retained non-leaf's gradient is a copy: adding the next backward into the leaf's
+    .grad must not change it (add passes the same array on to both)."""
+    w = ad.tensor([1.0, 2.0], requires_grad=True)
+    h = w + 0.0
+    h.retain_grad()
+    y = h.sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    assert h.grad.tolist() == [2.0, 2.0] and w.grad.tolist() == [2.0, 2.0]
+    assert not np.shares_memory(h.grad.data, w.grad.data)
+
+
+def test_retain_grad_with_create_graph_keeps_a_recorded_gradient():
+    w = ad.tensor([1.0, 2.0], requires_grad=True)
+    h = w * w
+    h.retain_grad()
+    (h * h).sum().backward(create_graph=True)
+    assert isinstance(h.grad, ad.Tensor) and h.grad.requires_grad  # 2h: recorded, as PyTorch
+    assert h.grad.tolist() == [2.0, 8.0]
+    assert w.grad.requires_grad and w.grad.tolist() == [4.0, 32.0]  # d(w⁴)/dw = 4w³
