@@ -116,12 +116,12 @@ def trace(fn: Callable[..., Any], args: tuple[Any, ...],
         entries.append(Entry(op, inputs, params, out))
 
     GradMode.op_hooks.append(note)
-    GradMode.tracing = True
+    tracing, GradMode.tracing = GradMode.tracing, True
     try:
         result = fn(*args, **kwargs)
     finally:
         GradMode.op_hooks.remove(note)
-        GradMode.tracing = False
+        GradMode.tracing = tracing  # as it was: a trace inside another one goes on tracing
         sources, GradMode.index_sources = GradMode.index_sources, {}
     return result, entries, sources
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import keyword
 import math
 import re
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -109,7 +110,18 @@ def names_read(fn: Callable[..., Any], namespace: dict[str, Any]) -> list[tuple[
             continue
     globals_ = named(namespace, "fn_globals", function.__globals__)
     names += [(f"{globals_}.get({name!r}, missing)", name, function.__globals__[name])
-              for name in dict.fromkeys(code.co_names) if name in function.__globals__]
+              for name in dict.fromkeys(_global_names(code)) if name in function.__globals__]
+    return names
+
+
+def _global_names(code: types.CodeType) -> list[str]:
+    """The global names a code object reads, and those its lambdas, nested functions and
+    comprehensions read (their code objects sit among its constants). A nested function's
+    closure variables are the outer function's own, or pass through its free variables."""
+    names = list(code.co_names)
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            names += _global_names(constant)
     return names
 
 
@@ -148,10 +160,11 @@ def _checks(expression: str, value: Any, name: str, namespace: dict[str, Any],
 
 
 def literal(value: Any) -> bool:
-    """Whether repr(value) is Python source for value (not for inf or nan, which read as names)."""
-    if isinstance(value, float):
+    """Whether repr(value) is Python source for value: not for inf or nan (they read as names),
+    nor for NumPy's scalars (``np.float64(0.1)`` is a float whose repr names the module)."""
+    if type(value) is float:
         return math.isfinite(value)
-    if value is None or isinstance(value, (bool, int, str)):
+    if value is None or type(value) in (bool, int, str):
         return True
     return isinstance(value, tuple) and all(literal(v) for v in value)
 

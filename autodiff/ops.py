@@ -445,9 +445,7 @@ def permute_label(dims: tuple[int, ...]) -> str:
 
 
 def broadcast_to_forward(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    out = np.empty(shape, dtype=x.dtype)  # a real array, not np.broadcast_to's read-only view:
-    out[...] = x  # faster to make and to compute with, and backward may add into it
-    return out
+    return np.broadcast_to(x, shape)  # a read-only view, as NumPy's and PyTorch's expand: no copy
 
 
 def broadcast_to_vjp(g: Value, out: Value, x: Value, shape: tuple[int, ...]) -> Value:

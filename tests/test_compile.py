@@ -693,3 +693,23 @@ def test_arrays_smaller_than_a_mallocs_mmap_threshold_are_not_lent():
     w = ad.tensor(rng.standard_normal((64, 512)), requires_grad=True)  # x @ w: 256 KiB
     big = ad.compile(lambda x: (x @ w).relu().sum())
     assert "t0 = matmul(a0, c0, out=t0_buffer)" in big.tape(ad.tensor(rng.random((64, 64))))
+
+
+def test_a_numpy_scalar_parameter_is_replayed_as_a_constant():
+    lo = np.float64(0.1)  # a float subclass whose repr, np.float64(0.1), is no source here
+    step = ad.compile(lambda x: x.clamp(min=lo).sum())
+    x = ad.tensor([0.0, 1.0], requires_grad=True)
+    for _ in range(2):  # traced, then replayed
+        loss = step(x)
+        assert loss.item() == 1.1
+
+
+def test_a_global_read_inside_a_lambda_of_the_step_is_guarded():
+    module = {"w": ad.tensor([3.0])}
+    step = ad.compile(eval("lambda x: (lambda: x * w)().sum()", module))
+    x = ad.tensor([1.0])
+    assert step(x).item() == 3.0
+    module["w"] = ad.tensor([15.0])  # rebound between calls: traced again, not replayed stale
+    assert step(x).item() == 15.0
+    module["w"] = ad.tensor([5.0])
+    assert sum(step(x).item() for _ in range(2)) == 10.0

@@ -174,7 +174,7 @@ class Module:
         params = dict(self.named_parameters())
         try:
             archive = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as error:
             raise ValueError(f"load: {path} is not a state dict saved by Module.save: it is not "
                              f"a .npz (zip) archive ({error})") from None
         with archive:
@@ -212,7 +212,8 @@ def _read_entry(archive: zipfile.ZipFile, path: object, name: str, p: Tensor) ->
             _check_entry(name, shape, dtype, p, str(path))
             nbytes = int(np.prod(shape)) * dtype.itemsize
             data = f.read(nbytes)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as error:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError,
+            zlib.error) as error:
         if str(error).startswith("load: "):
             raise
         raise ValueError(f"load: {path} is not a state dict saved by Module.save: entry "

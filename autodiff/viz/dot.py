@@ -71,6 +71,7 @@ def build(snap: Snapshot, *, show_values: bool = False, show_grads: bool = False
           show_rules: bool = False, rankdir: str = "TB", collapse: bool = False,
           highlight: int | None = None, title: str | None = None) -> graphviz.Digraph:
     """`to_dot` on a snapshot; `highlight` outlines one op in red, `title` labels the graph."""
+    _require_graphviz()
     ops, hidden = collapse_chains(snap) if collapse else (snap.ops, set())
     dot = Digraph("autodiff", graph_attr=dict(rankdir=rankdir, fontname="Helvetica"))
     if title:
@@ -160,8 +161,9 @@ def render(*roots: Tensor | Snapshot, path: str | os.PathLike[str], format: str 
     return write_atomically(path, lambda f: f.write(data))
 
 
+Digraph: Any = None  # without the graphviz package: every function here says how to get it
 if graphviz is not None:
-    class Digraph(graphviz.Digraph):  # type: ignore[misc]
+    class Digraph(graphviz.Digraph):  # type: ignore[misc, no-redef]
         """graphviz's Digraph, except that shown in Jupyter without the dot program it shows
         the install command and its DOT source, not graphviz's bare ExecutableNotFound."""
 

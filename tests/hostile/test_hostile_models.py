@@ -281,3 +281,21 @@ def test_load_digits_without_scikit_learn_names_the_extra(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_sklearn)
     with pytest.raises(ImportError, match=r"pip install 'autodiff\[models\]'"):
         load_digits()
+
+
+def test_a_file_whose_entry_uses_an_unknown_compression_method_is_a_value_error(tmp_path):
+    model = MLP([2, 2], rng=np.random.default_rng(0))
+    path = tmp_path / "model.npz"
+    model.save(path)
+    raw = bytearray(path.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):  # local and central
+        start = 0
+        while (start := raw.find(signature, start)) != -1:
+            raw[start + offset:start + offset + 2] = (99).to_bytes(2, "little")
+            start += 4
+    path.write_bytes(bytes(raw))
+    before = [p.data.copy() for p in model.parameters()]
+    with pytest.raises(ValueError, match=r"load: .*model.npz is not a state dict saved by "
+                                         r"Module.save"):
+        model.load(path)
+    assert all(np.array_equal(a, p.data) for a, p in zip(before, model.parameters()))

@@ -107,3 +107,13 @@ def test_an_empty_dim_tuple_reduces_every_dim_as_in_pytorch(reduction):
 
 def test_integer_powers_of_integer_tensors_still_work():
     assert (ad.tensor([2, 3]) ** 2).tolist() == [4, 9]
+
+
+def test_broadcast_to_and_expand_are_views_that_allocate_nothing():
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    big = x.broadcast_to((10**6, 10**6, 2))  # 16 TB if it were copied
+    assert big.shape == (10**6, 10**6, 2) and np.shares_memory(big.data, x.data)
+    assert x.expand(10**9, -1).data.strides[0] == 0
+    small = x.broadcast_to((3, 2))
+    (small * ad.tensor([[1.0], [2.0], [3.0]])).sum().backward()
+    assert x.grad.tolist() == [6.0, 6.0]  # gradients as before: summed back to x's shape
