@@ -41,7 +41,8 @@ traced, and ``backward(create_graph=True)`` through a compiled function is refus
 forward mode or `detect_anomaly`, which watch every op, the function runs eagerly instead of
 replaying. NumPy arrays (not Tensors) that the function reads are frozen into the trace as they
 were: pass data that changes as Tensor arguments (or lists, tuples, dicts of them),
-positionally. An index made from a tensor (``x[labels]``) is read from that tensor's slot at
+positionally or by keyword (a keyword Tensor is moved to its parameter's place; a keyword-only
+one is refused). An index made from a tensor (``x[labels]``) is read from that tensor's slot at
 each replay; a boolean mask's shape, and an integer index's sign where the traced one had no
 negative value, are checked there. A Tensor argument no op reads is guarded by identity. The
 names the function's own code reads from its closure and globals are guarded: rebound, they
@@ -550,8 +551,7 @@ class Compiled:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if kwargs and any(tensors_in(v, "", "") for v in kwargs.values()):
-            raise TypeError(f"compile: pass {self.fn.__name__}'s Tensor arguments positionally "
-                            "(a Tensor given by keyword would be frozen into the trace)")
+            args, kwargs = self._positional(args, kwargs)
         if GradMode.op_hooks or GradMode.detect_anomaly or GradMode.record_origins:
             # forward mode, anomaly detection and localisation watch every op: a replay runs
             # none, so run the function as it is
@@ -564,6 +564,21 @@ class Compiled:
             self.checks_left -= 1
             self._compare(outputs, args, kwargs)
         return outputs
+
+    def _positional(self, args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The call with each Tensor given by keyword moved to its place among the positional
+        arguments (``step(x, y=t)`` is ``step(x, t)``): a Tensor argument is read at each
+        replay, where a keyword value would be frozen into the trace."""
+        try:
+            bound = inspect.signature(self.fn).bind(*args, **kwargs)
+        except (TypeError, ValueError):  # no signature, or one the call does not fit: as eager
+            return args, kwargs
+        if any(tensors_in(v, "", "") for v in bound.kwargs.values()):
+            raise TypeError(f"compile: {self.fn.__name__} takes a Tensor as a keyword-only "
+                            "argument, which a trace would freeze; make it a positional "
+                            "parameter")
+        return bound.args, bound.kwargs
 
     def _find(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Program | None:
         """The cached program whose guard this call passes, if any."""

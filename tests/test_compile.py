@@ -211,9 +211,25 @@ def test_inside_forward_mode_or_anomaly_mode_the_function_runs_eagerly():
         ad.compile(lambda t: t.log())(ad.tensor([-1.0]))
 
 
-def test_a_tensor_given_by_keyword_is_refused():
-    step = ad.compile(lambda x, scale: x * scale)
-    with pytest.raises(TypeError, match="pass <lambda>'s Tensor arguments positionally"):
+def test_a_tensor_given_by_keyword_is_an_argument_read_at_each_replay():
+    step = ad.compile(lambda x, scale, shift=0.0: x * scale + shift)
+    x = ad.tensor([1.0, 2.0])
+    for value in (2.0, 3.0, 4.0):  # traced once, then replayed with each call's own scale
+        scale = ad.tensor(value, requires_grad=True)
+        out = step(x, scale=scale, shift=1.0)
+        assert out.tolist() == [value + 1.0, 2 * value + 1.0]
+        out.sum().backward()
+        assert scale.grad.item() == 3.0
+    assert len(step.programs) == 1
+    assert step(x=x, scale=ad.tensor(5.0)).tolist() == [5.0, 10.0]  # every tensor by keyword
+
+
+def test_a_keyword_only_tensor_is_refused():
+    def scaled(x, *, scale):
+        return x * scale
+
+    step = ad.compile(scaled)
+    with pytest.raises(TypeError, match="scaled takes a Tensor as a keyword-only argument"):
         step(ad.tensor([1.0]), scale=ad.tensor(2.0))
 
 
@@ -560,10 +576,11 @@ def test_tensors_inside_a_list_tuple_or_dict_argument_are_arguments(pack):
     assert "# a0_0: argument 0" in step.tape(container)
 
 
-def test_a_tensor_inside_a_keyword_argument_is_refused():
+def test_a_tensor_inside_a_keyword_argument_is_an_argument_too():
     step = ad.compile(lambda x, extra=None: (x * extra[0]).sum())
-    with pytest.raises(TypeError, match="pass .* Tensor arguments positionally"):
-        step(ad.tensor([1.0]), extra=[ad.tensor([2.0])])
+    for value in (2.0, 7.0):
+        assert step(ad.tensor([1.0]), extra=[ad.tensor([value])]).item() == value
+    assert len(step.programs) == 1
 
 
 def test_a_negative_label_at_a_replay_is_refused_as_cross_entropy_refuses_it_eagerly():
