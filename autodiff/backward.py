@@ -126,7 +126,7 @@ def _seed(caller: str, root: Tensor, gradient: Any, create_graph: bool) -> Any:
         raise RuntimeError(f"{caller}: the tensor does not require grad and has no grad_fn (was it "
                            "computed under no_grad, or from tensors without requires_grad?)")
     if gradient is None:
-        if root.size != 1:
+        if root.data.size != 1:
             raise RuntimeError(f"{caller}: a gradient can be implied only for a tensor of one "
                                f"element; this one has shape {root.shape}: pass gradient=")
         g = np.empty(root.data.shape, root.data.dtype)

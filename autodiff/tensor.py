@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
@@ -562,8 +562,17 @@ class Tensor:
 
     def mean(self, dim: Dims = None, keepdim: bool = False) -> Tensor:
         dims = reduced_dims("mean", self.shape, dim)
-        count = self.size if dims is None else int(np.prod([self.shape[d] for d in dims]))
-        return apply(ops.SUM, self, dim=dims, keepdim=keepdim) / count
+        return apply(ops.SUM, self, dim=dims, keepdim=keepdim) / self._count(dims)
+
+    def _count(self, dims: tuple[int, ...] | None) -> int:
+        """How many elements a reduction over `dims` (None: all) takes into each result."""
+        return self.data.size if dims is None else int(np.prod([self.shape[d] for d in dims]))
+
+    def _refuse_empty(self, op_name: str, dims: tuple[int, ...] | None, dim: Any) -> None:
+        """A max, min or arg-extremum over a dim of size 0 has no answer (as in PyTorch)."""
+        if any(self.shape[d] == 0 for d in (range(self.ndim) if dims is None else dims)):
+            raise ShapeError(f"{op_name}: cannot reduce over a dim of size 0 (shape "
+                             f"{self.shape}, dim {dim})")
 
     def max(self, dim: int | Tensor | None = None, keepdim: bool = False) -> Any:
         """The largest value; with an int `dim`, ``(values, indices)`` along it (a named tuple,
@@ -609,17 +618,12 @@ class Tensor:
 
     def _reduce_extremum(self, op: ops.Op, dim: Dims, keepdim: bool) -> Tensor:
         dims = reduced_dims(op.name, self.shape, dim)
-        if any(self.shape[d] == 0 for d in (range(self.ndim) if dims is None else dims)):
-            raise ShapeError(f"{op.name}: cannot reduce over a dim of size 0 (shape "
-                             f"{self.shape}, dim {dim})")
+        self._refuse_empty(op.name, dims, dim)
         return apply(op, self, dim=dims, keepdim=keepdim)
 
     def _arg_extremum(self, op: ops.Op, dim: int | None, keepdim: bool) -> Tensor:
         axis = None if dim is None else normalize_dim(op.name, self.shape, dim)
-        empty = self.size == 0 if axis is None else self.shape[axis] == 0
-        if empty:
-            raise ShapeError(f"{op.name}: cannot reduce over a dim of size 0 (shape "
-                             f"{self.shape}, dim {dim})")
+        self._refuse_empty(op.name, None if axis is None else (axis,), dim)
         return constant(op, self, dim=axis, keepdim=keepdim)
 
     def var(self, dim: Dims = None, unbiased: bool = True, keepdim: bool = False, *,
@@ -627,10 +631,9 @@ class Tensor:
         """Σ (x − mean)² / (n − correction) over `dim`; correction is 1 unless told (Bessel's,
         PyTorch's default, where NumPy's var divides by n)."""
         dims = reduced_dims("var", self.shape, dim)
-        n = self.size if dims is None else int(np.prod([self.shape[d] for d in dims]))
         c = (1 if unbiased else 0) if correction is None else correction
         centred = self - self.mean(dims, keepdim=True)
-        return (centred * centred).sum(dims, keepdim) / max(n - c, 0)
+        return (centred * centred).sum(dims, keepdim) / max(self._count(dims) - c, 0)
 
     def std(self, dim: Dims = None, unbiased: bool = True, keepdim: bool = False, *,
             correction: int | None = None) -> Tensor:
@@ -885,6 +888,16 @@ def _as_index(index: Any) -> Any:
                         f"arrays, got {part!r:.60} ({type(part).__name__})")
 
     return tuple(convert(p) for p in index) if isinstance(index, tuple) else convert(index)
+
+
+def zero_grads(tensors: Iterable[Tensor], set_to_none: bool = True) -> None:
+    """Clear each tensor's gradient: set it to None, or (``set_to_none=False``) zero it in
+    place (what ``Module.zero_grad`` and ``Optimizer.zero_grad`` do)."""
+    for t in tensors:
+        if set_to_none:
+            t.grad = None
+        elif t.grad is not None:
+            t.grad.zero_()
 
 
 def where(condition: Operand, a: Operand, b: Operand) -> Tensor:

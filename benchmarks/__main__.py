@@ -30,6 +30,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from benchmarks import explorer
 from benchmarks.cases import elementwise_chain, fan_out, training_steps
 from benchmarks.targets import PER_OP_TARGET, TARGETS
+from demos.machine import cpu_name
 
 MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
 
@@ -72,15 +73,9 @@ def peak_memory(fn: Callable[[], object]) -> int:
 
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    if os.path.exists("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     blas = [f"{i.get('internal_api')} {i.get('version')}" for i in threadpool_info()
             if i.get("user_api") == "blas"]
-    return {"date": time.strftime("%Y-%m-%d"), "cpu": cpu, "cores": os.cpu_count(),
+    return {"date": time.strftime("%Y-%m-%d"), "cpu": cpu_name(), "cores": os.cpu_count(),
             "python": platform.python_version(),
             "numpy": np.__version__, "blas": ", ".join(blas) or "unknown", "blas threads": 1,
             "malloc thresholds fixed": all(os.environ.get(k) == v for k, v in MALLOC.items())}

@@ -26,6 +26,7 @@ from demos import conformance, figures, modes
 from demos.embeddings import six_embeddings
 from demos.gradient_gap import gradient_gap
 from demos.graph import render_all, section_html
+from demos.machine import cpu_name
 from demos.report import write_report
 from models import Digits, load_digits, random_batches
 from models.numpy_backprop import loss_and_grads, notebook_loss_and_grads
@@ -129,19 +130,10 @@ def _results(runs: list[Run], practitioner: PractitionerRun, gap: dict, data: Di
         "gradient_gap": gap,
         "settings": {"batches": args.batches, "steps": args.steps, "lr": args.lr,
                      "seed": args.seed, "init_scale": args.init_scale},
-        "machine": {"date": time.strftime("%Y-%m-%d"), "cpu": _cpu(),
+        "machine": {"date": time.strftime("%Y-%m-%d"), "cpu": cpu_name(),
                     "python": platform.python_version(), "numpy": np.__version__},
     }
 
-
-def _cpu() -> str:
-    """The processor's model name, where Linux tells it."""
-    try:
-        with open("/proc/cpuinfo") as info:
-            return next(line.split(":", 1)[1].strip() for line in info
-                        if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.machine()
 
 
 def _figures(timed: Timer, data: Digits, batches: list[np.ndarray],

@@ -61,18 +61,19 @@ def cross_entropy(logits: Tensor, labels: Any, reduction: str = "mean") -> Tenso
     return _reduce("cross_entropy", -picked, reduction)
 
 
-def _same_shape(loss: str, input: Tensor, target: Tensor) -> None:
-    """PyTorch broadcasts a target of another shape with only a warning ((N, 1) against (N,)
-    makes an N×N loss); here it is an error."""
+def _target(loss: str, input: Tensor, target: Any) -> Tensor:
+    """The target as a tensor of input's dtype and shape. PyTorch broadcasts a target of another
+    shape with only a warning ((N, 1) against (N,) makes an N×N loss); here it is an error."""
+    target = target if isinstance(target, Tensor) else Tensor(target, dtype=input.dtype)
     if input.shape != target.shape:
         raise ShapeError(f"{loss}: input {input.shape} and target {target.shape} must have the "
                          "same shape (reshape one: a broadcast loss is rarely what was meant)")
+    return target
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     """(input − target)², averaged (or summed) over every element."""
-    target = target if isinstance(target, Tensor) else Tensor(target, dtype=input.dtype)
-    _same_shape("mse_loss", input, target)
+    target = _target("mse_loss", input, target)
     return _reduce("mse_loss", (input - target) ** 2, reduction)
 
 
@@ -83,8 +84,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,
     Computed as log_softmax over the pair (0, z), whose entries are log(1 − σ(z)) and log σ(z):
     stable for any z, and its gradient is σ(z) − y everywhere.
     """
-    target = target if isinstance(target, Tensor) else Tensor(target, dtype=input.dtype)
-    _same_shape("binary_cross_entropy_with_logits", input, target)
+    target = _target("binary_cross_entropy_with_logits", input, target)
     log_probs = stack([input * 0, input], dim=-1).log_softmax(dim=-1)
     picked = target * log_probs[..., 1] + (1 - target) * log_probs[..., 0]
     return _reduce("binary_cross_entropy_with_logits", -picked, reduction)

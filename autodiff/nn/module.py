@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from autodiff.files import write_atomically
-from autodiff.tensor import Tensor
+from autodiff.tensor import Tensor, zero_grads
 
 
 class Parameter(Tensor):
@@ -100,11 +100,7 @@ class Module:
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear every parameter's gradient: set it to None, or (``set_to_none=False``) zero it
         in place."""
-        for p in self.parameters():
-            if set_to_none:
-                p.grad = None
-            elif p.grad is not None:
-                p.grad.zero_()
+        zero_grads(self.parameters(), set_to_none)
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
         """Freeze (False) or unfreeze every parameter; returns the module."""

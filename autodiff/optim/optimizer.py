@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from autodiff.tensor import Tensor
+from autodiff.tensor import Tensor, zero_grads
 
 Group = dict[str, Any]
 
@@ -78,11 +78,7 @@ class Optimizer:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear the gradients: set them to None, or (``set_to_none=False``) zero them."""
-        for p in self.params:
-            if set_to_none:
-                p.grad = None
-            elif p.grad is not None:
-                p.grad.zero_()
+        zero_grads(self.params, set_to_none)
 
     def step(self) -> None:
         """Update every parameter that has a gradient (those without one, frozen or unused,

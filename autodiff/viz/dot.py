@@ -226,9 +226,7 @@ def _tensor_label(info: TensorInfo, show_values: bool, show_grads: bool) -> str:
 
 
 def _tensor_style(info: TensorInfo, show_grads: bool) -> dict[str, str]:
-    kind = "output" if info.is_root else "param" if info.is_param or (
-        info.is_leaf and info.tensor.requires_grad) else "input" if info.is_leaf else "tensor"
-    style = dict(STYLE[kind])
+    style = dict(STYLE[info.kind])
     g = info.grad if show_grads else None
     if g is not None:
         norm = float(np.linalg.norm(g))

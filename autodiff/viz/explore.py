@@ -78,10 +78,8 @@ def graph_data(snap: Snapshot, title: str) -> dict[str, Any]:
 
 def _tensor_node(info: TensorInfo, group: str | None) -> dict[str, Any]:
     t = info.tensor
-    role = "output" if info.is_root else "param" if info.is_param or (
-        info.is_leaf and t.requires_grad) else "input" if info.is_leaf else "tensor"
     return {"id": f"t{info.index}", "kind": "tensor", "name": info.label or "",
-            "shape": list(t.shape), "dtype": str(t.dtype), "role": role, "group": group,
+            "shape": list(t.shape), "dtype": str(t.dtype), "role": info.kind, "group": group,
             "value": _summary(t.data), "grad": None if info.grad is None else _summary(info.grad)}
 
 

@@ -31,6 +31,16 @@ class TensorInfo:
     def is_leaf(self) -> bool:
         return self.tensor.grad_fn is None
 
+    @property
+    def kind(self) -> str:
+        """How a drawing shows it: "output", "param" (a parameter, or a leaf that requires
+        grad), "input" (another leaf) or "tensor" (computed)."""
+        if self.is_root:
+            return "output"
+        if self.is_param or (self.is_leaf and self.tensor.requires_grad):
+            return "param"
+        return "input" if self.is_leaf else "tensor"
+
 
 @dataclass
 class OpInfo:
