@@ -47,8 +47,14 @@ def _retained(t: Tensor) -> bool:
 def backward(root: Tensor, gradient: Any = None, *, retain_graph: bool = False,
              create_graph: bool = False) -> None:
     """``root.backward(...)``: accumulate into the ``.grad`` of every leaf that requires grad."""
-    refuse_while_tracing("backward()", "return the loss from the compiled function and call "
-                         "backward() on it outside")
+    if GradMode.effects is not None:  # compile is tracing a whole step: it notes the effect
+        GradMode.effects.backward(root, gradient, create_graph,
+                                  lambda: _backward(root, None, retain_graph, False))
+    else:
+        _backward(root, gradient, retain_graph, create_graph)
+
+
+def _backward(root: Tensor, gradient: Any, retain_graph: bool, create_graph: bool) -> None:
     seed = _seed("backward", root, gradient, create_graph)
     shortcut = not (create_graph or GradMode.observers or GradMode.detect_anomaly or RETAINED)
     if not (shortcut and _into_leaves(root, seed, retain_graph)):
@@ -69,21 +75,28 @@ def _into_leaves(root: Tensor, seed: Any, retain: bool) -> bool:
             return False
     if len(set(inputs)) < len(inputs):
         return False
-    input_grads = node.vjp(seed, False)
-    if len(input_grads) > 1 and _shares(input_grads):
-        input_grads = _unshared(input_grads)
-    for t, g in zip(inputs, input_grads):
-        if g is not None and t.requires_grad:
-            _accumulate_into_leaf(t, _fitted(g, t.data, False), False)
+    into_leaves(inputs, node.vjp(seed, False))
     if not retain:
         node.release()
     return True
+
+
+def into_leaves(leaves: Sequence[Tensor], grads: list[Any]) -> None:
+    """Accumulate each gradient (None: none) into its leaf's ``.grad``, as the walk does; where
+    a rule handed one array to two leaves, each gets its own."""
+    if len(grads) > 1 and _shares(grads):
+        grads = _unshared(grads)
+    for t, g in zip(leaves, grads):
+        if g is not None and t.requires_grad:
+            _accumulate_into_leaf(t, _fitted(g, t.data, False), False)
 
 
 def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
          grad_outputs: Any = None, retain_graph: bool | None = None, create_graph: bool = False,
          allow_unused: bool = False) -> tuple[Tensor | None, ...]:
     """d(outputs)/d(inputs) · grad_outputs, as a tuple of Tensors; ``.grad`` is left untouched."""
+    refuse_while_tracing("a gradient taken (autodiff.grad, a function transform)",
+                         "differentiate the compiled function from outside, or run it uncompiled")
     outputs = _tensors("outputs", outputs)
     inputs = _tensors("inputs", inputs)
     if grad_outputs is None:
@@ -168,8 +181,6 @@ def _count_consumers(roots: list[Tensor]) -> dict[Tensor, int]:
 def _walk(roots: list[Tensor], seeds: list[Any], retain: bool, create_graph: bool,
           targets: list[Tensor] | None) -> dict[Tensor, Any]:
     """Backpropagate; accumulate into leaves, or (given targets) return {tensor: gradient}."""
-    refuse_while_tracing("a gradient taken (autodiff.grad, a function transform)",
-                         "differentiate the compiled function from outside, or run it uncompiled")
     wanted = None if targets is None else set(targets)
     pending = _count_consumers(roots)
     grads: dict[Tensor, Any] = {}

@@ -61,6 +61,8 @@ from typing import Any
 
 import numpy as np
 
+from autodiff.backward import into_leaves
+from autodiff.effects import Backward, Effects, GradCleared, Saved, Update, Write
 from autodiff.graph import GradMode, InPlace, freed_error, no_grad
 from autodiff.guards import (
     guard_source,
@@ -108,23 +110,30 @@ class Entry:
 
 
 def trace(fn: Callable[..., Any], args: tuple[Any, ...],
-          kwargs: dict[str, Any]) -> tuple[Any, list[Entry], dict[int, Any]]:
-    """Run fn eagerly, noting every primitive applied (under no_grad too), and where the arrays
-    of the indices it used came from (id(index array) -> the Tensor or array it copied)."""
+          kwargs: dict[str, Any]) -> tuple[Any, list[Entry], dict[int, Any], Effects]:
+    """Run fn eagerly, noting every primitive applied (under no_grad too), where the arrays
+    of the indices it used came from (id(index array) -> the Tensor or array it copied), and
+    what it did besides ops (`effects`). If fn raises, what it changed is put back."""
     entries: list[Entry] = []
+    effects = Effects(entries)
 
     def note(op: Op, inputs: tuple[Tensor, ...], params: dict[str, Any], out: Tensor) -> None:
         entries.append(Entry(op, inputs, params, out))
 
     GradMode.op_hooks.append(note)
     tracing, GradMode.tracing = GradMode.tracing, True
+    outer, GradMode.effects = GradMode.effects, effects
     try:
         result = fn(*args, **kwargs)
+    except BaseException:
+        effects.undo()
+        raise
     finally:
         GradMode.op_hooks.remove(note)
         GradMode.tracing = tracing  # as it was: a trace inside another one goes on tracing
+        GradMode.effects = outer
         sources, GradMode.index_sources = GradMode.index_sources, {}
-    return result, entries, sources
+    return result, entries, sources, effects
 
 
 # ---------------------------------------------------------------- the program
@@ -187,6 +196,9 @@ class Program:
     # where there are none
     buffers: Buffers | None = None
     gradient_buffers: list[Buffers | None] = field(default_factory=list)
+    step: bool = False  # a whole training step: its backward ran inside (outputs get no node)
+    touched: list[tuple[Tensor, Any]] = field(default_factory=list)  # see `_touched`
+    returns_none: bool = False
 
 
 def same_shape(value: np.ndarray, traced: tuple[int, ...]) -> None:
@@ -212,19 +224,22 @@ def non_negative(index: np.ndarray) -> None:
 # names the generated code uses for itself: an op or a type of the same name gets another
 RESERVED = dict(len=len, isinstance=isinstance, type=type, GradMode=GradMode, Tensor=Tensor,
                 sum_to=sum_to, same_shape=same_shape, non_negative=non_negative, guard=None,
+                ones=np.ones, copyto=np.copyto, into_leaves=into_leaves, gradients=None, T=None,
                 forward=None, read=None, captured=None, args=None, kwargs=None, g=None,
                 missing=object())  # missing: a keyword argument not given
 
 
 def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
-          args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> Program:
+          args: tuple[Any, ...], kwargs: dict[str, Any], result: Any,
+          effects: Effects) -> Program:
     """The program for one trace: guard, forward and backward source, compiled. `sources`: where
-    the index arrays came from (`trace`)."""
+    the index arrays came from, `effects`: what fn did besides ops (`trace`)."""
     names: dict[int, str] = {}  # id(tensor) -> slot name
     array_slots: dict[int, str] = {}  # id(a named tensor's array) -> its slot
     keep: list[Tensor] = []  # tensors named, kept alive so their ids stay theirs
     shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}  # each slot's, for tape and viz
     captured: list[Tensor] = []
+    captured_slots: dict[str, int] = {}  # slot -> its place in `captured`
 
     def give_slot(t: Tensor, slot: str) -> None:
         names[id(t)] = slot
@@ -233,11 +248,33 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
         keep.append(t)
 
     def slot_of(t: Tensor) -> str:
-        """Its slot: an argument's, an op output's, or (first seen here) a new captured one."""
-        if id(t) not in names:  # made before fn ran, or a constant made inside it
-            captured.append(t)
-            give_slot(t, f"c{len(captured) - 1}")
+        """Its slot: an argument's, an op output's, a leaf's gradient, or (first seen here) a
+        new captured one."""
+        if id(t) not in names:
+            owner = effects.owners.get(t)
+            if owner is not None:  # a .grad the call found: read where it is first used
+                give_slot(t, gradient_of(owner))
+                forward_lines.append(f"    {names[id(t)]} = {tensor_of(owner)}._grad.data")
+            else:  # made before fn ran, or a constant made inside it
+                captured_slots[f"c{len(captured)}"] = len(captured)
+                captured.append(t)
+                give_slot(t, f"c{len(captured) - 1}")
         return names[id(t)]
+
+    def gradient_of(leaf: Tensor) -> str:
+        """The name of the array that holds a leaf's .grad in a whole step."""
+        return f"grad_{slot_of(leaf)}"
+
+    def position_of(t: Tensor) -> int:
+        """Where an argument or captured tensor is among those the program reads."""
+        slot = slot_of(t)
+        if slot in captured_slots:
+            return len(arguments) + captured_slots[slot]
+        return [a for a, _, _ in arguments].index(slot)
+
+    def tensor_of(t: Tensor) -> str:
+        """The Tensor an argument or captured slot reads, as the generated code names it."""
+        return f"T[{position_of(t)}]"
 
     arguments = []  # (slot, where in args, in words) of each Tensor argument
     for slot, expression, words, t in tensor_arguments(args):
@@ -252,14 +289,120 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
     returned_arrays = [o.data for o in outputs_list if isinstance(o, Tensor)]
     # the forward's values are lent to a call until its backward has run: with two outputs
     # whose backwards run separately, neither could tell when the other's had, so none are
-    lend = sum(isinstance(o, Tensor) and o.requires_grad for o in outputs_list) <= 1
+    # (a whole step's, until it returns: its backward runs inside it)
+    is_step = any(isinstance(r, Backward) for r in effects.records)
+    lend = is_step or sum(isinstance(o, Tensor) and o.requires_grad for o in outputs_list) <= 1
     buffers: list[tuple[str, tuple[int, ...], np.dtype]] = []  # (name, shape, dtype)
     computed: dict[tuple[Any, ...], str] = {}  # (op, input slots, params, ...) -> its slot
     merged: set[int] = set()  # entries that repeat an earlier one: their slot is its slot
     # an index array copied from a tensor's data: read from that tensor's slot at each replay
     from_slot: dict[int, str] = {}
     checked: set[str] = set()  # slots of integer indices checked non-negative
+    transient = effects.transient()
+    pending = list(effects.records)
+
+    def forget(slot: str) -> None:
+        """A slot's array was written in place: an op on it is not the one computed before."""
+        for key in [key for key, value in computed.items() if slot in key[1] or value == slot]:
+            del computed[key]
+
+    def effect_lines(at: int) -> None:
+        """The lines of the records noted before op `at` (see `autodiff.effects`)."""
+        while pending and pending[0].at == at:
+            record = pending.pop(0)
+            if isinstance(record, Backward):
+                backward_call(record)
+            elif isinstance(record, GradCleared):
+                if record.tensor not in transient:
+                    forward_lines.append(f"    {tensor_of(record.tensor)}.grad = None")
+                steps.append((gradient_of(record.tensor), "clear", []))
+            elif isinstance(record, Write):
+                value = slot_of(record.value)
+                owner = effects.owners.get(record.target)
+                target = slot_of(record.target) if owner is None else gradient_of(owner)
+                if owner is None and target not in slots_read():
+                    give_slot(record.target, value)  # an intermediate: its slot is the value's
+                    continue
+                slot_of(record.target)
+                if id(record) not in fused:
+                    forward_lines.append(f"    copyto({target}, {value}, casting='same_kind')")
+                forget(target)
+                steps.append((target, "write", [value]))
+            elif isinstance(record, Update):
+                param, grad = tensor_of(record.param), slot_of(record.grad)
+                optimizer = named(namespace, "optimizer", record.optimizer)
+                forward_lines.append(
+                    f"    {optimizer}.update({param}, {grad}, {optimizer}.param_groups"
+                    f"[{record.group}], {optimizer}.state.setdefault({param}, {{}}))")
+                forget(slot_of(record.param))
+                steps.append((slot_of(record.param), "update", [grad]))
+
+    def written_by(k: int, e: Entry) -> str | None:
+        """The array op k may write its result into: that of the tensor a `Write` right after
+        it gives the result to (a parameter or a .grad, same shape and dtype), when nothing
+        else reads the result. That write then writes nothing more (`fused`)."""
+        record = pending[0] if pending else None
+        if not (isinstance(record, Write) and record.at == k + 1 and record.value is e.out
+                and e.op.writes_into and e.out.shape == record.target.shape
+                and e.out.dtype == record.target.dtype and id(e.out) not in returned
+                and not any(e.out is t for later in entries[k + 1:] for t in later.inputs)):
+            return None
+        owner = effects.owners.get(record.target)
+        if owner is None and slot_of(record.target) not in slots_read():
+            return None
+        fused.add(id(record))
+        return gradient_of(owner) if owner is not None else slot_of(record.target)
+
+    fused: set[int] = set()  # the writes whose op wrote into the target itself
+
+    def slots_read() -> list[str]:
+        """The argument and captured slots so far."""
+        return [slot for slot, _, _ in arguments] + [f"c{i}" for i in range(len(captured))]
+
+    def backward_call(record: Backward) -> None:
+        """``loss.backward()``: the backward's source (as for a forward-only program), called
+        on a seed of ones; each leaf's gradient is kept in ``grad_<slot>``, stored into its
+        .grad as the walker would unless nobody can see it there (`Effects.transient`)."""
+        j = len(step_backwards)
+        leaves = [slot_of(t) for t in record.leaves]
+        lent: list[tuple[str, tuple[int, ...], np.dtype]] = []
+        done = entries[:record.at]
+        made = _backward_lines(done, merged, names, from_slot, names[id(record.root)], leaves,
+                               namespace, steps, shapes, lent)
+        if made is None:
+            return
+        lines, reached = made
+        values = [f"t{k}" for k in range(record.at) if k not in merged]
+        known = {name for name, _, _ in buffers}
+        buffers.extend(b for b in lent if b[0] not in known)
+        parameters = ["g", *slots_read(), *values, *(name for name, _, _ in lent)]
+        step_backwards.append([f"def step_backward{j}({', '.join(parameters)}):", *lines])
+        root = record.root
+        dtype = named(namespace, root.dtype.name, root.dtype)
+        forward_lines.append(f"    gradients = step_backward{j}(ones({root.shape}, {dtype}), "
+                             f"{', '.join(parameters[1:])})")
+        stored = []
+        for i, (leaf, got) in enumerate(zip(record.leaves, reached)):
+            if not got:
+                continue
+            if leaf in transient:
+                forward_lines.append(f"    {gradient_of(leaf)} = gradients[{i}]")
+            else:
+                stored.append((i, leaf))
+        if stored:
+            forward_lines.append(
+                f"    into_leaves([{', '.join(tensor_of(t) for _, t in stored)}], "
+                f"[{', '.join(f'gradients[{i}]' for i, _ in stored)}])")
+            forward_lines.extend(f"    {gradient_of(t)} = {tensor_of(t)}._grad.data"
+                                 for _, t in stored)
+        for leaf, grad in zip(record.leaves, record.grads):
+            if grad is not None and id(grad) not in names:
+                give_slot(grad, gradient_of(leaf))
+            forget(gradient_of(leaf))
+
+    step_backwards: list[list[str]] = []
     for k, e in enumerate(entries):
+        effect_lines(k)
         for t in e.inputs:
             slot_of(t)
         indices = []  # (array, the slot it is read from) of each index array in the params
@@ -282,7 +425,10 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
         give_slot(e.out, f"t{k}")
         function = named(namespace, e.op.name, e.op.forward)
         params = _params(e.params, f"p{k}", namespace, from_slot)
-        if lend and e.op.writes_into and _worth_a_buffer(e.out.data) and not any(
+        into = written_by(k, e)
+        if into is not None:  # ``w -= lr * w.grad``: the subtraction writes into w's array
+            params.append(f"out={into}")
+        elif lend and e.op.writes_into and _worth_a_buffer(e.out.data) and not any(
                 np.may_share_memory(e.out.data, o) for o in returned_arrays):
             # written into an array of the program's own, never one the caller sees
             buffers.append((f"t{k}_buffer", e.out.shape, e.out.dtype))
@@ -300,49 +446,79 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
             # guard cannot know in advance, so the replay checks it
             forward_lines.append(f"    same_shape(t{k}, {e.out.shape})")
         steps.append((f"t{k}", function, read + [index_slot for _, index_slot in indices]))
-    if not all(isinstance(o, Tensor) and id(o) in names for o in outputs_list):
+    effect_lines(len(entries))
+    grad_states = [(position_of(t), was_none) for t, was_none in effects.grad_was_none.items()
+                   if was_none is not None]
+    if result is None and is_step:
+        outputs_list = []  # a step that returns nothing
+    elif not all(isinstance(o, Tensor) and id(o) in names for o in outputs_list):
         raise TypeError("compile: the function must return a Tensor computed by the engine, or "
-                        "a tuple of them")
+                        "a tuple of them" + (", or nothing" if is_step else ""))
     outputs = [names[id(o)] for o in outputs_list]
     values = [f"t{k}" for k in range(len(entries)) if k not in merged]
     # gradients go to the arguments and captured tensors that require grad (a captured one
-    # with its own graph passes them on: the walker continues from it)
-    leaf_names = list(dict.fromkeys(names[id(t)] for t in keep
-                                    if t.requires_grad and names[id(t)][0] in "ac"))
+    # with its own graph passes them on: the walker continues from it); a step's outputs get
+    # none: its backward ran inside it
+    leaf_names = [] if is_step else list(dict.fromkeys(
+        names[id(t)] for t in keep if t.requires_grad and names[id(t)][0] in "ac"))
     read_slots = [slot for slot, _, _ in arguments] + [f"c{i}" for i in range(len(captured))]
     leaves = [read_slots.index(name) for name in leaf_names]
-    forward_sig = ", ".join(read_slots + [name for name, _, _ in buffers])
+    forward_sig = ", ".join(["T", *read_slots, *(name for name, _, _ in buffers)])
     namespace["captured"] = captured
     read_by_ops = {slot for _, _, read in steps for slot in read}
     unread = {slot for slot, _, _ in arguments if slot not in read_by_ops}
     tensors_read = [expression for _, expression, _ in arguments]
     tensors_read += [f"captured[{i}]" for i in range(len(captured))]
+    touched = _touched(effects)
     source = [*guard_source(args, kwargs, captured, names_read(fn, namespace), unread,
-                            namespace), "",
+                            namespace, identity={slot_of(t) for t, _ in touched},
+                            extra=[f"({tensors_read[k]}._grad is None) is {was_none}"
+                                   for k, was_none in grad_states]), "",
               "def read(args):  # the tensors the forward reads, in slot order",
               f"    return [{', '.join(tensors_read)}]", "",
               f"def forward({forward_sig}):", *forward_lines,
-              f"    return ({', '.join(outputs)},), ({', '.join(values)}{',' if values else ''})"]
+              f"    return ({', '.join(outputs)}{',' if outputs else ''})" + (
+                  "" if is_step else f", ({', '.join(values)}{',' if values else ''})")]
     backwards_src: list[list[str] | None] = []
     gradient_buffers = []
-    for j, out_name in enumerate(outputs):
+    for j, out_name in enumerate([] if is_step else outputs):
         lent: list[tuple[str, tuple[int, ...], np.dtype]] = []
-        lines = _backward_lines(entries, merged, names, from_slot, out_name, leaf_names,
-                                namespace, steps, shapes, lent)
+        made = _backward_lines(entries, merged, names, from_slot, out_name, leaf_names,
+                               namespace, steps, shapes, lent)
         gradient_buffers.append(Buffers.of(lent))
-        if lines is not None:
+        if made is not None:
             parameters = ["g", *read_slots, *values, *(name for name, _, _ in lent)]
-            backwards_src.append([f"def backward{j}({', '.join(parameters)}):", *lines])
+            backwards_src.append([f"def backward{j}({', '.join(parameters)}):", *made[0]])
         else:
             backwards_src.append(None)
-    text = "\n".join(source + [line for b in backwards_src if b for line in [""] + b])
+    text = "\n".join(source + [line for b in step_backwards + backwards_src if b
+                               for line in [""] + b])
     exec(builtins.compile(text, "<autodiff.compile>", "exec"), namespace)
     return Program(namespace["guard"], namespace["read"], arguments, captured, leaves,
                    namespace["forward"],
                    [namespace[f"backward{j}"] if b else None for j, b in enumerate(backwards_src)],
                    text, shapes, isinstance(result, tuple), steps=steps, unread=unread,
                    buffers=Buffers.of(buffers),
-                   gradient_buffers=gradient_buffers)
+                   gradient_buffers=gradient_buffers, step=is_step, touched=touched,
+                   returns_none=result is None and is_step)
+
+
+def _touched(effects: Effects) -> list[tuple[Tensor, Any]]:
+    """The tensors whose state a traced step changes (values, .grad), each with the optimizer
+    whose state for it changes too (or None): what ``check=True`` compares."""
+    found: dict[tuple[int, int], tuple[Tensor, Any]] = {}
+    for r in effects.records:
+        if isinstance(r, Backward):
+            tensors = [(t, None) for t in r.leaves]
+        elif isinstance(r, GradCleared):
+            tensors = [(r.tensor, None)]
+        elif isinstance(r, Write):
+            tensors = [(effects.owners.get(r.target, r.target), None)]
+        else:
+            tensors = [(r.param, r.optimizer)]
+        for t, optimizer in tensors:
+            found.setdefault((id(t), id(optimizer)), (t, optimizer))
+    return list(found.values())
 
 
 def _worth_a_buffer(value: Any) -> bool:
@@ -385,8 +561,10 @@ def _backward_lines(entries: list[Entry], merged: set[int], names: dict[int, str
                     leaves: list[str], namespace: dict[str, Any],
                     steps: list[tuple[str, str, list[str]]],
                     shapes: dict[str, tuple[tuple[int, ...], np.dtype]],
-                    lent: list[tuple[str, tuple[int, ...], np.dtype]]) -> list[str] | None:
-    """The backward of one output: VJP rules in reverse order, contributions summed.
+                    lent: list[tuple[str, tuple[int, ...], np.dtype]]
+                    ) -> tuple[list[str], list[bool]] | None:
+    """The backward of one output: VJP rules in reverse order, contributions summed; its lines
+    and which leaves it reaches.
 
     The rules run once here, on the traced values, so each contribution's shape and dtype is
     known (as torch.fx's shape propagation does): only one that differs from its input's is
@@ -469,7 +647,7 @@ def _backward_lines(entries: list[Entry], merged: set[int], names: dict[int, str
             lent.remove((f"g_{name}_buffer", buffer.shape, buffer.dtype))
     found = [f"g_{name}" if name in grads else "None" for name in leaves]
     lines.append(f"    return [{', '.join(found)}]")
-    return lines
+    return lines, [name in grads for name in leaves]
 
 
 @functools.cache
@@ -548,6 +726,7 @@ class Compiled:
         self.programs: list[Program] = []  # the most recently used first
         self.checks_left = CHECKED_CALLS if check else 0
         functools.update_wrapper(self, fn)
+        self.name = getattr(fn, "__name__", type(fn).__name__)  # for messages
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if kwargs and any(tensors_in(v, "", "") for v in kwargs.values()):
@@ -559,11 +738,10 @@ class Compiled:
         program = self._find(args, kwargs)
         if program is None:
             return self._trace(args, kwargs)  # the eager run's own outputs
-        outputs = self._replay(program, args)
         if self.checks_left:
             self.checks_left -= 1
-            self._compare(outputs, args, kwargs)
-        return outputs
+            return self._checked(program, args, kwargs)
+        return self._replay(program, args)
 
     def _positional(self, args: tuple[Any, ...],
                     kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -575,7 +753,7 @@ class Compiled:
         except (TypeError, ValueError):  # no signature, or one the call does not fit: as eager
             return args, kwargs
         if any(tensors_in(v, "", "") for v in bound.kwargs.values()):
-            raise TypeError(f"compile: {self.fn.__name__} takes a Tensor as a keyword-only "
+            raise TypeError(f"compile: {self.name} takes a Tensor as a keyword-only "
                             "argument, which a trace would freeze; make it a positional "
                             "parameter")
         return bound.args, bound.kwargs
@@ -589,10 +767,19 @@ class Compiled:
                 return program
         return None
 
-    def _trace(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Run fn eagerly, tracing it, and cache the program written from the trace."""
-        result, entries, sources = trace(self.fn, args, kwargs)
-        self.programs.insert(0, build(self.fn, entries, sources, args, kwargs, result))
+    def _trace(self, args: tuple[Any, ...], kwargs: dict[str, Any], undo: bool = False) -> Any:
+        """Run fn eagerly, tracing it, and cache the program written from the trace. With
+        `undo` (a trace made only to be looked at), what a step changed is put back."""
+        result, entries, sources, effects = trace(self.fn, args, kwargs)
+        try:
+            effects.refuse_hidden_writes(self.name)
+            program = build(self.fn, entries, sources, args, kwargs, result, effects)
+        except BaseException:
+            effects.undo()  # the call fails as a whole: nothing it changed stays changed
+            raise
+        if undo:
+            effects.undo()
+        self.programs.insert(0, program)
         del self.programs[self.cache_size:]
         return result
 
@@ -601,7 +788,17 @@ class Compiled:
         arrays = [t.data for t in read]
         lent = program.buffers
         buffers = lent.take() if lent is not None else []
-        results, values = program.forward(*arrays, *buffers)
+        if program.step:  # backward ran inside: the outputs are values, the buffers free again
+            try:
+                results = program.forward(read, *arrays, *buffers)
+            finally:
+                if lent is not None:
+                    lent.give_back(buffers)
+            if program.returns_none:
+                return None
+            outputs = [Tensor._wrap(data) for data in results]
+            return tuple(outputs) if program.output_is_tuple else outputs[0]
+        results, values = program.forward(read, *arrays, *buffers)
         outputs = [Tensor._wrap(data) for data in results]
         if GradMode.enabled and program.leaves:
             leaves = tuple([read[k] for k in program.leaves])
@@ -615,25 +812,42 @@ class Compiled:
             lent.give_back(buffers)
         return tuple(outputs) if program.output_is_tuple else outputs[0]
 
-    def _compare(self, outputs: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """check=True: the eager function must give the same outputs, exactly."""
-        with no_grad():
+    def _checked(self, program: Program, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """check=True: a replay, then the eager function from the same state, must give the
+        same outputs and leave the same state (the values, .grad and optimizer state of what
+        a step changes), exactly. The eager run's state is the one kept."""
+        before = [Saved(t, optimizer) for t, optimizer in program.touched]
+        outputs = self._replay(program, args)
+        replayed = [Saved(t, optimizer) for t, optimizer in program.touched]
+        for saved in reversed(before):
+            saved.restore()
+        if program.step:
             eager = self.fn(*args, **kwargs)
-        replayed = outputs if isinstance(outputs, tuple) else (outputs,)
+        else:
+            with no_grad():
+                eager = self.fn(*args, **kwargs)
+        given = outputs if isinstance(outputs, tuple) else (outputs,)
         expected = eager if isinstance(eager, tuple) else (eager,)
-        for i, (r, e) in enumerate(zip(replayed, expected)):
-            if r.shape != e.shape or not np.array_equal(r.data, e.data, equal_nan=True):
-                raise CompileCheckError(
-                    f"compile: output {i} of the replayed {self.fn.__name__} differs from the "
-                    "eager run: the trace froze something that changed, which a tracer cannot "
-                    "see (Python control flow on tensor values, an array computed outside the "
-                    "engine, a name rebound that a function it calls reads, a model's layer "
-                    "replaced); call it without compile")
+        differences = [f"output {i}" for i, (r, e) in enumerate(zip(given, expected))
+                       if r is not None and (r.shape != e.shape or not np.array_equal(
+                           r.data, e.data, equal_nan=True))]
+        differences += [f"{difference} of a tensor of shape {saved.t.shape}"
+                        for saved in replayed for difference in [saved.difference()]
+                        if difference is not None]
+        if differences:
+            raise CompileCheckError(
+                f"compile: {differences[0]} after the replayed {self.name} differs from "
+                "the eager run: the trace froze something that changed, which a tracer cannot "
+                "see (Python control flow on tensor values, an array computed outside the "
+                "engine, a name rebound that a function it calls reads, a model's layer "
+                "replaced); call it without compile")
+        return outputs
 
     def program(self, *args: Any, **kwargs: Any) -> Program:
-        """The program replayed for these arguments (traced if need be)."""
+        """The program replayed for these arguments (traced if need be, and what the traced
+        call changed put back: asking for a step's program does not take a step)."""
         if self._find(args, kwargs) is None:
-            self._trace(args, kwargs)
+            self._trace(args, kwargs, undo=True)
         return self.programs[0]
 
     def tape(self, *args: Any, **kwargs: Any) -> str:

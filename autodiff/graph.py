@@ -38,6 +38,9 @@ class GradModes(threading.local):
         # while tracing: id(an index's own array) -> the array it was copied from (a Tensor's,
         # the caller's), so a replay reads the index from its slot instead of freezing it
         self.index_sources: dict[int, Any] = {}
+        # while tracing: the `effects.Effects` told of what the function does besides ops
+        # (backward, .grad, in-place writes, optimizer updates); None otherwise
+        self.effects: Any = None
 
 
 GradMode = GradModes()

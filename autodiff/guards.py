@@ -23,7 +23,8 @@ from autodiff.tensor import Tensor
 
 def guard_source(args: tuple[Any, ...], kwargs: dict[str, Any], captured: list[Tensor],
                  names: list[tuple[str, str, Any]], unread: set[str],
-                 namespace: dict[str, Any]) -> list[str]:
+                 namespace: dict[str, Any], identity: set[str] | None = None,
+                 extra: list[str] | None = None) -> list[str]:
     """The guard's source: what a call must share with the traced one to replay its program.
     Grad mode; Tensor arguments by shape, dtype and requires_grad; other arguments by value
     (unhashable ones by identity), a list, tuple or dict holding tensors part by part; the
@@ -34,7 +35,8 @@ def guard_source(args: tuple[Any, ...], kwargs: dict[str, Any], captured: list[T
     in the trace, though fn reads it two ways: that program holds only while the same tensor
     is passed, so the guard asks for it by identity. So it does for a Tensor argument that no
     op read (`unread` slots), and for its array: fn used its values some other way (``.data``,
-    NumPy), which the trace froze."""
+    NumPy), which the trace froze. The `identity` slots too (a whole step changes their state:
+    a parameter it updates), and the `extra` conditions hold (a whole step's .grad states)."""
     checks = [f"GradMode.enabled is {GradMode.enabled}",
               f"len(args) == {len(args)}", f"len(kwargs) == {len(kwargs)}"]
     reachable = {id(t) for _, _, value in names for _, _, t in tensors_in(value, "", "")}
@@ -46,7 +48,7 @@ def guard_source(args: tuple[Any, ...], kwargs: dict[str, Any], captured: list[T
             checks.append(f"{expression} is {first[id(t)]}")
             continue
         first[id(t)] = expression
-        if id(t) in reachable or slot in unread:
+        if id(t) in reachable or slot in unread or slot in (identity or ()):
             checks.append(f"{expression} is {named(namespace, f'traced_{slot}', t)}")
         if slot in unread:  # and its array: a new one (t.data = ...) has new values
             checks.append(f"{expression}.data is {named(namespace, f'{slot}_data', t.data)}")
@@ -57,6 +59,7 @@ def guard_source(args: tuple[Any, ...], kwargs: dict[str, Any], captured: list[T
     for expression, name, value in names:  # rebinding a name (a new tensor, a new lr) retraces;
         # the tensors it reaches were captured, so they must be the very same ones
         checks += _checks(expression, value, name, namespace, same_tensors=True)
+    checks += extra or []
     return ["def guard(args, kwargs):", "    return (" + "\n            and ".join(checks) + ")"]
 
 

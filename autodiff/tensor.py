@@ -135,12 +135,18 @@ class Tensor:
     def grad(self) -> Tensor | None:
         """The gradient accumulated by backward: None, or a Tensor of this tensor's shape and
         dtype."""
+        if GradMode.effects is not None:  # compile is tracing: this is t's gradient
+            GradMode.effects.read_grad(self)
         return self._grad
 
     @grad.setter
     def grad(self, value: Tensor | None) -> None:
-        refuse_while_tracing("setting .grad (as optimizer.zero_grad() does)",
-                             "zero or set gradients outside it")
+        if GradMode.effects is not None:
+            if value is not None:
+                refuse_while_tracing("setting .grad to a tensor", "set it to None (as "
+                                     "zero_grad() does), or set it outside the function")
+            GradMode.effects.clear_grad(self)
+            return
         if value is not None:
             if not isinstance(value, Tensor):
                 raise TypeError(f"grad: can only be set to None or a Tensor, got "
@@ -172,6 +178,9 @@ class Tensor:
         return self.data if dtype is None else self.data.astype(dtype, copy=False)
 
     def item(self) -> float | int | bool:
+        refuse_while_tracing("item() (a tensor's value as a Python number, which a trace "
+                             "would freeze)", "return the tensor and call .item() on what the "
+                             "compiled function returns")
         if self.data.size != 1:
             raise ValueError(f"item: only a tensor of one element has an item, "
                              f"got shape {self.shape}")
@@ -389,14 +398,18 @@ class Tensor:
         requires grad cannot be changed while recording (PyTorch's error too)."""
         instead = instead or (f"write x = x {what[:-1]} y" if what.endswith("=") else
                               f"use the out-of-place {what.rstrip('_')}")
-        refuse_while_tracing(f"an in-place {what}", instead)
         if GradMode.tangents is not None:
             raise RuntimeError(f"{what}: in-place ops are not supported in forward mode; "
                                f"{instead}")
         given = operand is not None and operand.requires_grad
         if not (GradMode.enabled and (self.requires_grad or given)):
-            self._write(what, operand, write)
+            if GradMode.effects is not None:  # compile traces the write as its ops' result
+                GradMode.effects.write(self, what, compute,
+                                       lambda: self._write(what, operand, write))
+            else:
+                self._write(what, operand, write)
             return self
+        refuse_while_tracing(f"an in-place {what} while recording", instead)
         if self.requires_grad and self.grad_fn is None:
             raise RuntimeError(
                 f"{what}: a leaf tensor that requires grad cannot be changed in place "

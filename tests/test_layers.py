@@ -5,7 +5,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "autodiff"
 # each may import only those before it
-LAYERS = ["cuda", "devices", "primitive", "ops", "errors", "graph", "anomaly", "recording",
+LAYERS = ["cuda", "devices", "effects", "primitive", "ops", "errors", "graph", "anomaly",
+          "recording",
           "forward", "backward", "tensor", "creation", "function", "gradcheck", "functional",
           "transforms", "guards", "compile", "files"]
 

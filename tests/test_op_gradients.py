@@ -135,7 +135,7 @@ def test_a_forward_or_rule_given_an_array_to_write_into_writes_the_same_bits(cas
     """What a compiled program lends buffers to: a forward given ``out=`` (Op.writes_into) and a
     rule given ``into=`` return what they return without it, bit for bit."""
     arrays, params = _draw(case, data)
-    _, entries, _ = trace(lambda *ts: case.fn(*ts, **params), tuple(_tensors(arrays)), {})
+    _, entries, _, _ = trace(lambda *ts: case.fn(*ts, **params), tuple(_tensors(arrays)), {})
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
     for e in entries:
         inputs = [x.data for x in e.inputs]

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from autodiff.graph import GradMode
 from autodiff.tensor import Tensor, zero_grads
 
 Group = dict[str, Any]
@@ -83,7 +84,8 @@ class Optimizer:
     def step(self) -> None:
         """Update every parameter that has a gradient (those without one, frozen or unused,
         are left as they are)."""
-        for group in self.param_groups:
+        effects = GradMode.effects  # compile is tracing a step: it notes each update
+        for k, group in enumerate(self.param_groups):
             for i, p in enumerate(group["params"]):
                 if p.grad is None:
                     continue
@@ -91,7 +93,11 @@ class Optimizer:
                     raise ValueError(f"{type(self).__name__}.step: parameter {i} (shape "
                                      f"{p.shape}) holds a read-only array; give it a writeable "
                                      "copy (p.data = p.data.copy())")
-                self.update(p, p.grad.data, group, self.state.setdefault(p, {}))
+                if effects is not None:
+                    effects.update(self, k, p, lambda p=p, group=group: self.update(
+                        p, p.grad.data, group, self.state.setdefault(p, {})))
+                else:
+                    self.update(p, p.grad.data, group, self.state.setdefault(p, {}))
 
     def update(self, p: Tensor, g: np.ndarray, group: Group, state: dict[str, Any]) -> None:
         raise NotImplementedError

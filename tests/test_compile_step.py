@@ -1,0 +1,294 @@
+"""`autodiff.compile` of a whole training step: forward, ``backward()``, the update and
+``zero_grad()`` traced into one program, which leaves exactly the eager step's state."""
+
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import autodiff as ad
+from autodiff import nn, optim
+from models import MLP, cross_entropy
+
+OPTIMIZERS = {
+    "SGD": lambda params: optim.SGD(params, lr=0.1),
+    "SGD(momentum=0.9)": lambda params: optim.SGD(params, lr=0.1, momentum=0.9),
+    "Adam": lambda params: optim.Adam(params, lr=0.01),
+}
+
+
+def _problem(dtype: str, seed: int = 0):
+    """Inputs, targets and two copies of the notebook network's weights."""
+    rng = np.random.default_rng(seed)
+    x = ad.tensor(rng.standard_normal((6, 4)).astype(dtype))
+    y = ad.tensor(np.eye(3, dtype=dtype)[rng.integers(0, 3, 6)])
+    weights = [rng.standard_normal(shape).astype(dtype) for shape in [(4, 5), (5, 3)]]
+    copies = [[ad.tensor(w.copy(), requires_grad=True) for w in weights] for _ in range(2)]
+    return x, y, copies
+
+
+def _loss(ws, x, y):
+    return (((x @ ws[0]).relu() @ ws[1]).softmax(dim=1) - y).pow(2).sum()
+
+
+def _same_state(compiled, eager, optimizers=(None, None)):
+    """Parameters, .grad and the optimizer's state of the two runs, bit for bit."""
+    for p, q in zip(compiled, eager):
+        assert p.data.dtype == q.data.dtype and np.array_equal(p.data, q.data)
+        assert (p.grad is None) == (q.grad is None)
+        if p.grad is not None:
+            assert p.grad.dtype == q.grad.dtype and np.array_equal(p.grad.data, q.grad.data)
+        if optimizers[0] is not None:
+            mine, theirs = optimizers[0].state.get(p, {}), optimizers[1].state.get(q, {})
+            assert mine.keys() == theirs.keys()
+            for key in mine:
+                assert np.array_equal(mine[key], theirs[key]), key
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_a_compiled_step_leaves_the_eager_steps_state_bit_for_bit(name, dtype):
+    x, y, (mine, theirs) = _problem(dtype)
+    optimizers = [OPTIMIZERS[name](ws) for ws in (mine, theirs)]
+
+    def step_of(ws, optimizer):
+        def step(x, y):
+            loss = _loss(ws, x, y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            return loss
+        return step
+
+    compiled = ad.compile(step_of(mine, optimizers[0]))
+    eager = step_of(theirs, optimizers[1])
+    for call in range(8):
+        scale = 1.0 + call / 4  # a new batch each call: values are read at every replay
+        a, b = compiled(x * scale, y), eager(x * scale, y)
+        assert a.dtype == b.dtype and np.array_equal(a.data, b.data)
+        _same_state(mine, theirs, optimizers)
+    assert len(compiled.programs) == 1  # zero_grad() first: what .grad held does not matter
+    if name == "Adam":
+        assert optimizers[0].state[mine[0]]["step"] == 8  # read and counted at each replay
+
+
+def test_the_pytorch_idiom_under_no_grad_writes_into_the_weights_arrays():
+    x, y, (mine, theirs) = _problem("float64")
+
+    def step_of(ws):
+        def step(x, y):
+            loss = _loss(ws, x, y)
+            loss.backward()
+            with ad.no_grad():
+                for w in ws:
+                    w -= 0.05 * w.grad
+                    w.grad = None
+            return loss
+        return step
+
+    compiled, eager = ad.compile(step_of(mine)), step_of(theirs)
+    arrays = [w.data for w in mine]
+    for _ in range(5):
+        compiled(x, y), eager(x, y)
+        _same_state(mine, theirs)
+    assert all(w.data is a for w, a in zip(mine, arrays))  # updated in place, as eager
+    tape = compiled.tape(x, y)
+    assert re.search(r"= sub\(c0, t\d+, out=c0\)", tape) and "copyto" not in tape
+    # nobody can see those gradients in .grad: they stay local arrays, never stored
+    assert "into_leaves" not in tape and "._grad" not in tape.split("def guard")[1].split(
+        "def forward")[1]
+
+
+def test_gradients_zeroed_in_place_are_accumulated_into_the_kept_arrays():
+    """The notebook's PyTorch cell: ``w.grad.zero_()`` before backward, .grad kept."""
+    x, y, (mine, theirs) = _problem("float32")
+
+    def step_of(ws):
+        def step(x, y):
+            loss = ((x.mm(ws[0]).clamp(min=0).mm(ws[1]).softmax(dim=1) - y) ** 2).sum()
+            for w in ws:
+                if w.grad is not None:
+                    w.grad.zero_()
+            loss.backward()
+            with ad.no_grad():
+                for w in ws:
+                    w -= 0.05 * w.grad
+            return loss
+        return step
+
+    compiled, eager = ad.compile(step_of(mine)), step_of(theirs)
+    for _ in range(5):
+        compiled(x, y), eager(x, y)
+        _same_state(mine, theirs)
+    kept = mine[0].grad
+    compiled(x, y)
+    assert mine[0].grad is kept  # accumulated into, as eager does
+
+
+def test_gradients_accumulate_over_calls_without_zero_grad():
+    x, y, (mine, theirs) = _problem("float64")
+
+    def step_of(ws):
+        def step(x, y):
+            loss = _loss(ws, x, y)
+            loss.backward()
+            return loss
+        return step
+
+    compiled, eager = ad.compile(step_of(mine)), step_of(theirs)
+    for _ in range(4):
+        compiled(x, y), eager(x, y)
+        _same_state(mine, theirs)
+
+
+def test_a_learning_rate_a_scheduler_sets_is_read_at_each_replay_without_retracing():
+    x, y, (mine, theirs) = _problem("float64")
+    optimizers = [optim.SGD(ws, lr=0.1, momentum=0.5) for ws in (mine, theirs)]
+    schedules = [optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.5) for o in optimizers]
+
+    def step_of(ws, optimizer):
+        def step(x, y):
+            optimizer.zero_grad()
+            loss = _loss(ws, x, y)
+            loss.backward()
+            optimizer.step()
+            return loss
+        return step
+
+    compiled, eager = ad.compile(step_of(mine, optimizers[0])), step_of(theirs, optimizers[1])
+    for _ in range(7):
+        compiled(x, y), eager(x, y)
+        for schedule in schedules:
+            schedule.step()
+        _same_state(mine, theirs, optimizers)
+    # zero_grad() comes first, so what .grad held before does not matter: one program
+    assert optimizers[0].lr == 0.1 * 0.5 ** 3 and len(compiled.programs) == 1
+
+
+def test_a_models_module_with_cross_entropy_and_adam():
+    rng = np.random.default_rng(0)
+    x, labels = ad.tensor(rng.standard_normal((16, 4))), ad.tensor(rng.integers(0, 3, 16))
+    models = [MLP([4, 8, 3], rng=np.random.default_rng(1)) for _ in range(2)]
+    optimizers = [optim.Adam(m.parameters(), lr=1e-2) for m in models]
+
+    def step_of(model, optimizer):
+        def step(x, labels):
+            optimizer.zero_grad()
+            loss = cross_entropy(model(x), labels)
+            loss.backward()
+            optimizer.step()
+            return loss
+        return step
+
+    compiled = ad.compile(step_of(models[0], optimizers[0]), check=True)
+    eager = step_of(models[1], optimizers[1])
+    for _ in range(6):
+        assert np.array_equal(compiled(x, labels).data, eager(x, labels).data)
+        _same_state(models[0].parameters(), models[1].parameters(), optimizers)
+
+
+def test_an_nn_module_step_that_returns_nothing():
+    rng = np.random.default_rng(2)
+    x, y = ad.tensor(rng.standard_normal((8, 3))), ad.tensor(rng.standard_normal((8, 2)))
+    models = [nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    optimizers = [optim.SGD(m.parameters(), lr=0.1) for m in models]
+
+    def step_of(model, optimizer):
+        def step(x, y):
+            optimizer.zero_grad()
+            nn.functional.mse_loss(model(x), y).backward()
+            optimizer.step()
+        return step
+
+    compiled = ad.compile(step_of(models[0], optimizers[0]))
+    eager = step_of(models[1], optimizers[1])
+    for _ in range(4):
+        assert compiled(x, y) is None and eager(x, y) is None
+        _same_state(models[0].parameters(), models[1].parameters(), optimizers)
+
+
+def test_an_update_through_data_is_refused_and_undone():
+    """``w.data -= lr * w.grad.data`` changes the array behind the engine's back: a replay
+    would skip it. Refused on the first call, with what to write instead; the call changes
+    nothing."""
+    x, y, (ws, _) = _problem("float64")
+
+    def step(x, y):
+        loss = _loss(ws, x, y)
+        loss.backward()
+        for w in ws:
+            w.data -= 0.1 * w.grad.data
+            w.grad = None
+        return loss
+
+    before = [w.data.copy() for w in ws]
+    with pytest.raises(RuntimeError, match=r"through its \.data array after backward .* "
+                                           r"`with autodiff\.no_grad\(\): w -= lr \* w\.grad`"):
+        ad.compile(step)(x, y)
+    assert all(np.array_equal(b, w.data) and w.grad is None for b, w in zip(before, ws))
+    step(x, y)  # uncompiled, it runs
+
+
+def test_a_branch_on_item_is_refused_and_the_step_undone():
+    x, y, (ws, _) = _problem("float64")
+    optimizer = optim.SGD(ws, lr=0.1)
+
+    def step(x, y):
+        loss = _loss(ws, x, y)
+        loss.backward()
+        optimizer.step()
+        if loss.item() > 1:  # decided once, while tracing
+            optimizer.zero_grad()
+        return loss
+
+    before = [w.data.copy() for w in ws]
+    with pytest.raises(RuntimeError, match=r"item\(\) .* return the tensor"):
+        ad.compile(step)(x, y)
+    assert all(np.array_equal(b, w.data) and w.grad is None for b, w in zip(before, ws))
+    assert optimizer.state == {}
+
+
+def test_looking_at_the_tape_takes_no_step():
+    x, y, (ws, _) = _problem("float64")
+    optimizer = optim.Adam(ws, lr=0.01)
+
+    def step(x, y):
+        optimizer.zero_grad()
+        loss = _loss(ws, x, y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    before = [w.data.copy() for w in ws]
+    tape = ad.compile(step).tape(x, y)
+    assert all(np.array_equal(b, w.data) and w.grad is None for b, w in zip(before, ws))
+    assert optimizer.state == {}
+    assert "step_backward0(ones((), float64)" in tape and "optimizer.update(T[" in tape
+
+
+@given(hidden=st.floats(0.5, 2.0))
+def test_check_compares_the_state_a_step_leaves(hidden):
+    """A step that scales its update by a NumPy array it reads (frozen in the trace): check=True
+    sees the weights differ, though the returned loss is the same."""
+    x, y, (ws, _) = _problem("float64")
+    scale = np.array(1.0)
+
+    def step(x, y):
+        loss = _loss(ws, x, y)
+        loss.backward()
+        with ad.no_grad():
+            for w in ws:
+                w -= ad.tensor(scale * 0.1) * w.grad
+                w.grad = None
+        return loss
+
+    checked = ad.compile(step, check=True)
+    checked(x, y)
+    checked(x, y)  # the same: passes
+    scale[...] = hidden + 1.0
+    with pytest.raises(ad.CompileCheckError, match=r"its values of a tensor of shape \((4, 5|5, 3)"
+                                                   r"\) after the replayed step differs"):
+        checked(x, y)
