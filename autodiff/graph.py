@@ -41,6 +41,9 @@ class GradModes(threading.local):
         # while tracing: the `effects.Effects` told of what the function does besides ops
         # (backward, .grad, in-place writes, optimizer updates); None otherwise
         self.effects: Any = None
+        # what each `no_grad` block entered in this thread found, innermost last (one object
+        # may be entered again, nested, and from several threads)
+        self.enabled_before_no_grad: list[bool] = []
 
 
 GradMode = GradModes()
@@ -81,9 +84,17 @@ class set_modes(contextlib.ContextDecorator):
             setattr(GradMode, name, value)
 
 
-def no_grad() -> set_modes:
-    """Context manager and decorator: ops inside record nothing (as torch.no_grad)."""
-    return set_modes(enabled=False)
+class no_grad(contextlib.ContextDecorator):
+    """Context manager and decorator: ops inside record nothing (as torch.no_grad). The one
+    switch `set_modes` sets, without its stack: an optimizer's update enters it per step."""
+
+    def __enter__(self) -> no_grad:
+        GradMode.enabled_before_no_grad.append(GradMode.enabled)
+        GradMode.enabled = False
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        GradMode.enabled = GradMode.enabled_before_no_grad.pop()
 
 
 class InPlace:

@@ -396,19 +396,20 @@ class Tensor:
         would follow x's new node, and a rule that saved x would read its new values: backward
         refuses both (`graph.check_rebound`, and the version check, as in PyTorch). A leaf that
         requires grad cannot be changed while recording (PyTorch's error too)."""
-        instead = instead or (f"write x = x {what[:-1]} y" if what.endswith("=") else
-                              f"use the out-of-place {what.rstrip('_')}")
-        if GradMode.tangents is not None:
-            raise RuntimeError(f"{what}: in-place ops are not supported in forward mode; "
-                               f"{instead}")
         given = operand is not None and operand.requires_grad
-        if not (GradMode.enabled and (self.requires_grad or given)):
+        if not (GradMode.enabled and (self.requires_grad or given)) and (
+                GradMode.tangents is None):
             if GradMode.effects is not None:  # compile traces the write as its ops' result
                 GradMode.effects.write(self, what, compute,
                                        lambda: self._write(what, operand, write))
             else:
                 self._write(what, operand, write)
             return self
+        instead = instead or (f"write x = x {what[:-1]} y" if what.endswith("=") else
+                              f"use the out-of-place {what.rstrip('_')}")
+        if GradMode.tangents is not None:
+            raise RuntimeError(f"{what}: in-place ops are not supported in forward mode; "
+                               f"{instead}")
         refuse_while_tracing(f"an in-place {what} while recording", instead)
         if self.requires_grad and self.grad_fn is None:
             raise RuntimeError(
@@ -431,16 +432,16 @@ class Tensor:
                write: Callable[[np.ndarray], object]) -> None:
         """Write an in-place op's result (of ``self <symbol> operand``) into this tensor's own
         array (it must keep the shape and dtype) and bump the version."""
-        shape = () if operand is None else operand.shape
-        dtype = self.dtype if operand is None else np.result_type(self.data, operand.data)
         if not self.data.flags.writeable:  # a read-only array (from_numpy of one) is copied
             self.data = self.data.copy()
         try:
             write(self.data)
         except TypeError:  # NumPy's casting error
+            dtype = self.dtype if operand is None else np.result_type(self.data, operand.data)
             raise TypeError(f"{symbol}: a result of dtype {dtype} cannot be written into this "
                             f"tensor's {self.dtype}") from None
         except ValueError:
+            shape = () if operand is None else operand.shape
             raise ShapeError(f"{symbol}: cannot update a tensor of shape {self.shape} in place "
                              f"with one of shape {shape} (the result must keep the "
                              "tensor's shape)") from None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 import autodiff as ad
+from autodiff import optim
 from models import Softmax, squared_error
 from models.numpy_backprop import loss_and_grads
 
@@ -17,39 +19,25 @@ def training_steps(rows: int, sizes: tuple[int, int, int], dtype,
                    pytorch_cell: bool = False) -> dict[str, Callable]:
     """One SGD step of the notebook's network (relu, softmax, squared error, no biases) on
     `rows` × sizes[0] inputs, by the engine and by the hand-derived NumPy backprop, from the
-    same weights. Returns {"engine": step, "compiled": step (autodiff.compile), "numpy": step}.
-    With `pytorch_cell`, the engine's step is written as the notebook's PyTorch cell: ``mm``,
-    ``clamp(min=0)``, an ``nn.Softmax``-style module, ``** 2``, gradients zeroed (in place)
-    before backward."""
-    rng = np.random.default_rng(0)
-    n_in, n_hidden, n_out = sizes
-    x = (rng.random((rows, n_in)) * 16).astype(dtype)
-    y = np.eye(n_out, dtype=dtype)[rng.integers(0, n_out, rows)]
-    w1 = (rng.standard_normal((n_in, n_hidden)) * 0.1).astype(dtype)
-    w2 = (rng.standard_normal((n_hidden, n_out)) * 0.1).astype(dtype)
-    x_t, y_t = ad.tensor(x), ad.tensor(y)
-    w1_t, w2_t = ad.tensor(w1.copy(), requires_grad=True), ad.tensor(w2.copy(), requires_grad=True)
-    w1_np, w2_np = w1.copy(), w2.copy()
+    same weights. Returns {"engine": eager step, "compiled": the loss compiled (backward and
+    update outside), "whole step": the whole step compiled, "numpy": step}. The update is
+    PyTorch's idiom, ``with no_grad(): w -= lr * w.grad``. With `pytorch_cell`, the step is
+    written as the notebook's PyTorch cell: ``mm``, ``clamp(min=0)``, an ``nn.Softmax``-style
+    module, ``** 2``, gradients zeroed (in place) before backward; otherwise gradients are set
+    to None after the update."""
+    x_t, y_t, (w1_t, w2_t), numpy = _notebook_problem(rows, sizes, dtype, _sgd_update)
 
-    def engine_step(loss_of: Callable[[ad.Tensor, ad.Tensor], ad.Tensor]) -> Callable[[], None]:
-        def step() -> None:
-            loss = loss_of(x_t, y_t)
-            loss.backward()
+    def update() -> None:
+        with ad.no_grad():
             for w in (w1_t, w2_t):
-                w.data -= LR * w.grad.data
-                w.grad = None
-        return step
+                w -= LR * w.grad
+                if not pytorch_cell:
+                    w.grad = None
 
-    def cell_step(loss_of: Callable[[ad.Tensor, ad.Tensor], ad.Tensor]) -> Callable[[], None]:
-        def step() -> None:
-            loss = loss_of(x_t, y_t)
-            for w in (w1_t, w2_t):
-                if w.grad is not None:
-                    w.grad.zero_()
-            loss.backward()
-            for w in (w1_t, w2_t):
-                w.data -= LR * w.grad.data
-        return step
+    def zero_in_place() -> None:
+        for w in (w1_t, w2_t):
+            if w.grad is not None:
+                w.grad.zero_()
 
     softmax = Softmax(dim=1)
 
@@ -58,37 +46,103 @@ def training_steps(rows: int, sizes: tuple[int, int, int], dtype,
             return ((softmax(x.mm(w1_t).clamp(min=0).mm(w2_t)) - y) ** 2).sum()
         return squared_error((x @ w1_t).relu() @ w2_t, y)
 
-    step_of = cell_step if pytorch_cell else engine_step
+    def step_of(loss_of: Callable[[ad.Tensor, ad.Tensor], ad.Tensor]) -> Callable[..., object]:
+        def step(x: ad.Tensor, y: ad.Tensor) -> ad.Tensor:
+            loss = loss_of(x, y)
+            if pytorch_cell:
+                zero_in_place()
+            loss.backward()
+            update()
+            return loss
+        return step
 
-    def numpy() -> None:
-        _, dw1, dw2 = loss_and_grads(x, y, w1_np, w2_np)
-        w1_np[...] -= LR * dw1
-        w2_np[...] -= LR * dw2
-
-    steps = {"engine": step_of(loss), "compiled": step_of(ad.compile(loss)),
-             "numpy": numpy}
-    torch_step = _torch_step(x, y, w1, w2)
+    eager, compiled_loss = step_of(loss), step_of(ad.compile(loss))
+    whole = ad.compile(step_of(loss))
+    steps = {"engine": lambda: eager(x_t, y_t), "compiled": lambda: compiled_loss(x_t, y_t),
+             "whole step": lambda: whole(x_t, y_t), "numpy": numpy}
+    torch_step = _torch_step(rows, sizes, dtype)
     if torch_step is not None:
         steps["pytorch"] = torch_step
     return steps
 
 
-def _torch_step(x, y, w1, w2) -> Callable | None:
+def adam_steps(rows: int, sizes: tuple[int, int, int], dtype) -> dict[str, Callable]:
+    """One Adam step of the notebook's network: the engine's (`optim.Adam`, eager and the whole
+    step compiled) and a hand-written NumPy Adam step on the hand-derived gradients."""
+    state: dict[str, Any] = {"t": 0}
+    x_t, y_t, weights, numpy = _notebook_problem(rows, sizes, dtype,
+                                                 lambda w, g: _adam_update(w, g, state))
+    optimizer = optim.Adam(weights, lr=1e-3)
+
+    def step(x: ad.Tensor, y: ad.Tensor) -> ad.Tensor:
+        optimizer.zero_grad()
+        loss = squared_error((x @ weights[0]).relu() @ weights[1], y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    whole = ad.compile(step)
+    return {"engine": lambda: step(x_t, y_t), "whole step": lambda: whole(x_t, y_t),
+            "numpy": numpy}
+
+
+def _notebook_problem(rows: int, sizes: tuple[int, int, int], dtype,
+                      update: Callable[[list[np.ndarray], list[np.ndarray]], None]):
+    """The inputs and one-hot targets as tensors, the engine's two weights, and the
+    hand-written NumPy step (the hand-derived gradients, then `update` on its own weights)."""
+    rng = np.random.default_rng(0)
+    n_in, n_hidden, n_out = sizes
+    x = (rng.random((rows, n_in)) * 16).astype(dtype)
+    y = np.eye(n_out, dtype=dtype)[rng.integers(0, n_out, rows)]
+    w1 = (rng.standard_normal((n_in, n_hidden)) * 0.1).astype(dtype)
+    w2 = (rng.standard_normal((n_hidden, n_out)) * 0.1).astype(dtype)
+    weights = [ad.tensor(w1, requires_grad=True), ad.tensor(w2, requires_grad=True)]
+    w_np = [w1.copy(), w2.copy()]
+
+    def numpy() -> None:
+        _, dw1, dw2 = loss_and_grads(x, y, *w_np)
+        update(w_np, [dw1, dw2])
+
+    return ad.tensor(x), ad.tensor(y), weights, numpy
+
+
+def _sgd_update(weights: list[np.ndarray], grads: list[np.ndarray]) -> None:
+    for w, g in zip(weights, grads):
+        w -= LR * g
+
+
+def _adam_update(weights: list[np.ndarray], grads: list[np.ndarray], state: dict,
+                 lr: float = 1e-3, b1: float = 0.9, b2: float = 0.999,
+                 eps: float = 1e-8) -> None:
+    """Adam as one writes it by hand in NumPy."""
+    state["t"] += 1
+    t = state["t"]
+    for i, (w, g) in enumerate(zip(weights, grads)):
+        m = state[f"m{i}"] = b1 * state.get(f"m{i}", 0) + (1 - b1) * g
+        v = state[f"v{i}"] = b2 * state.get(f"v{i}", 0) + (1 - b2) * g * g
+        w -= lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+
+
+def _torch_step(rows: int, sizes: tuple[int, int, int], dtype) -> Callable | None:
     """PyTorch's eager step, when PyTorch happens to be installed (never a dependency)."""
     try:
         import torch
     except ImportError:
         return None
     torch.set_num_threads(1)
-    x_t, y_t = torch.from_numpy(x), torch.from_numpy(y)
-    w1_t = torch.from_numpy(w1.copy()).requires_grad_()
-    w2_t = torch.from_numpy(w2.copy()).requires_grad_()
+    rng = np.random.default_rng(0)  # the same problem as `_notebook_problem`'s
+    n_in, n_hidden, n_out = sizes
+    x = torch.from_numpy((rng.random((rows, n_in)) * 16).astype(dtype))
+    y = torch.from_numpy(np.eye(n_out, dtype=dtype)[rng.integers(0, n_out, rows)])
+    w1 = torch.from_numpy((rng.standard_normal((n_in, n_hidden)) * 0.1).astype(dtype))
+    w2 = torch.from_numpy((rng.standard_normal((n_hidden, n_out)) * 0.1).astype(dtype))
+    w1.requires_grad_(), w2.requires_grad_()
 
     def step() -> None:
-        loss = (((x_t @ w1_t).relu() @ w2_t).softmax(dim=1) - y_t).pow(2).sum()
+        loss = (((x @ w1).relu() @ w2).softmax(dim=1) - y).pow(2).sum()
         loss.backward()
         with torch.no_grad():
-            for w in (w1_t, w2_t):
+            for w in (w1, w2):
                 w -= LR * w.grad
                 w.grad = None
 

@@ -3,7 +3,22 @@ stored run, `benchmarks/results.json`, written by ``python -m benchmarks --json`
 
 from __future__ import annotations
 
-from benchmarks.targets import PER_OP_TARGET, TARGETS
+from benchmarks.targets import KINDS, NOTEBOOK_RUN_TARGET, PER_OP_TARGET, TARGETS
+
+
+def step_rows(results: dict) -> list[tuple[str, float, float, float, float, str, str, str]]:
+    """Per training step and way of running it: label, µs, NumPy µs, ratio, target, met, peak
+    memory (eager rows), PyTorch's ratio (eager rows)."""
+    rows = []
+    for name, r in results["steps"].items():
+        for kind, target in TARGETS[name].items():
+            eager = kind == "engine"
+            memory = f"{r['peak memory ratio']:.2f}×" if eager else ""
+            torch = f"{r['pytorch']['ratio']:.2f}×" if eager and "pytorch" in r else ""
+            rows.append((f"{name}, {KINDS[kind]}", r[kind]["us"], r["numpy"]["us"],
+                         r[kind]["ratio"], target, "yes" if r[kind]["ratio"] <= target else "no",
+                         memory, torch))
+    return rows
 
 
 def table(results: dict) -> str:
@@ -15,13 +30,9 @@ def table(results: dict) -> str:
              f"{' (a --quick run)' if results.get('quick') else ''}.", "",
              "| training step | µs | hand-written NumPy µs | ratio | target | met | peak memory |",
              "|---|---|---|---|---|---|---|"]
-    for name, r in results["steps"].items():
-        for kind, target in zip(("engine", "compiled"), TARGETS[name]):
-            met = "yes" if r[kind]["ratio"] <= target else "no"
-            memory = f"{r['peak memory ratio']:.2f}×" if kind == "engine" else ""
-            label = f"{name}, {'eager' if kind == 'engine' else 'compiled'}"
-            lines.append(f"| {label} | {r[kind]['us']:,.1f} | {r['numpy']['us']:,.1f} | "
-                         f"{r[kind]['ratio']:.2f}× | {target:.2f}× | {met} | {memory} |")
+    lines += [f"| {label} | {us:,.1f} | {numpy_us:,.1f} | {ratio:.2f}× | {target:.2f}× | {met} | "
+              f"{memory} |"
+              for label, us, numpy_us, ratio, target, met, memory, _ in step_rows(results)]
     o = results["per-op overhead us"]
     f = results["fan-out backward us"]
     n = results["notebook run s"]
@@ -34,9 +45,10 @@ def table(results: dict) -> str:
               f"- Fan-out: one tensor used by {f['width']:,} ops backpropagates in "
               f"{f['us'] / 1000:.1f} ms.",
               f"- The notebook's whole training ({n['batches']} batches × {n['steps']} steps): "
-              f"engine {n['seconds']:.1f} s, compiled {n['compiled seconds']:.1f} s, NumPy "
-              f"{n['numpy seconds']:.1f} s (compiled / NumPy {ratio:.2f}×, target ≤ 1.00×: "
-              f"{'met' if ratio <= 1 else 'not met'})."]
+              f"engine {n['seconds']:.1f} s, whole step compiled {n['compiled seconds']:.1f} s "
+              f"(tracing included), NumPy {n['numpy seconds']:.1f} s (compiled / NumPy "
+              f"{ratio:.2f}×, target ≤ {NOTEBOOK_RUN_TARGET:.2f}×: "
+              f"{'met' if ratio <= NOTEBOOK_RUN_TARGET else 'not met'})."]
     opened = results.get("explorer open s")
     lines += [f"- The graph explorer's page (`viz.explore`), {name}: opens in {seconds:.2f} s "
               "in headless Chromium." for name, seconds in (opened or {}).items()]

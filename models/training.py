@@ -44,13 +44,20 @@ def initial_weights(seed: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
 def train_engine(data: Digits, batches: list[np.ndarray], w1: np.ndarray, w2: np.ndarray,
                  lr: float, steps: int, compiled: bool = False) -> Run:
     """SGD with gradients from the engine: the notebook's PyTorch autograd version; with
-    `compiled`, the step is `autodiff.compile`d (traced once, then replayed)."""
+    `compiled`, the whole step (forward, backward, update) is `autodiff.compile`d (traced once,
+    then replayed)."""
     w1_t, w2_t = ad.tensor(w1.copy(), requires_grad=True), ad.tensor(w2.copy(), requires_grad=True)
 
     def step(x: ad.Tensor, y: ad.Tensor) -> ad.Tensor:
-        return squared_error((x @ w1_t).relu() @ w2_t, y)
+        loss = squared_error((x @ w1_t).relu() @ w2_t, y)
+        loss.backward()
+        with ad.no_grad():
+            for w in (w1_t, w2_t):
+                w -= lr * w.grad
+                w.grad = None
+        return loss
 
-    loss_of = ad.compile(step) if compiled else step
+    step_of = ad.compile(step) if compiled else step
     name = "engine, compiled" if compiled else "engine"
     y_train = data.y_train
     losses = np.empty((len(batches), steps))
@@ -59,12 +66,7 @@ def train_engine(data: Digits, batches: list[np.ndarray], w1: np.ndarray, w2: np
                                   disable=None)):
         x, y = ad.tensor(data.x_train[rows]), ad.tensor(y_train[rows])
         for s in range(steps):
-            loss = loss_of(x, y)
-            loss.backward()
-            for w in (w1_t, w2_t):
-                w.data -= lr * w.grad.data
-                w.grad = None
-            losses[b, s] = loss.item()
+            losses[b, s] = step_of(x, y).item()
     return Run(name, losses, w1_t.data, w2_t.data, time.perf_counter() - start)
 
 

@@ -2,6 +2,7 @@
 ``zero_grad()`` traced into one program, which leaves exactly the eager step's state."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -292,3 +293,15 @@ def test_check_compares_the_state_a_step_leaves(hidden):
     with pytest.raises(ad.CompileCheckError, match=r"its values of a tensor of shape \((4, 5|5, 3)"
                                                    r"\) after the replayed step differs"):
         checked(x, y)
+
+
+def test_the_compiler_page_shows_the_tape_of_the_step_written_by_hand():
+    page = (Path(__file__).resolve().parents[1] / "docs" / "compiler.md").read_text()
+    section = page[page.index("## The whole training step"):]
+    example = re.search(r"```python\n(.*?)```", section, re.S)
+    shown = re.search(r"```\n(    t6 = sum.*?)```", section, re.S)
+    assert example is not None and shown is not None
+    names: dict = {}
+    exec(example.group(1).replace("print(", "str("), names)
+    tape = ad.compile(names["by_hand"]).tape(names["x"], names["y"])
+    assert shown.group(1) in tape + "\n"
