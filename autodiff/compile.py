@@ -57,7 +57,7 @@ import inspect
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -170,6 +170,17 @@ class Buffers:
             self.free.append(arrays)
 
 
+class Line(NamedTuple):
+    """A line of a program, for drawing it: the slot it writes, the function it calls, the
+    slots it reads, and whether it is a forward op, a backward rule or a step's effect
+    (storing a gradient, writing into a tensor, clearing .grad, an optimizer's update)."""
+
+    written: str
+    function: str
+    read: list[str]
+    kind: Literal["forward", "backward", "effect"]
+
+
 @dataclass
 class Program:
     """A traced function as generated Python functions, and the tensors they read."""
@@ -189,9 +200,8 @@ class Program:
     output_is_tuple: bool = False
     # the slots of Tensor arguments no op read: guarded by identity (see guards.guard_source)
     unread: set[str] = field(default_factory=set)
-    # the program as data, for drawing: (slot written, function called, slots read), forward
-    # lines first, then each backward's
-    steps: list[tuple[str, str, list[str]]] = field(default_factory=list)
+    # the program as data, for drawing: one `Line` per op, rule and effect
+    steps: list[Line] = field(default_factory=list)
     # the arrays the forward writes into (``t0_buffer``), and those each backward does; None
     # where there are none
     buffers: Buffers | None = None
@@ -234,15 +244,15 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
           effects: Effects) -> Program:
     """The program for one trace: guard, forward and backward source, compiled. `sources`: where
     the index arrays came from, `effects`: what fn did besides ops (`trace`)."""
-    names: dict[int, str] = {}  # id(tensor) -> slot name
+    names: dict[Tensor, str] = {}  # tensor -> slot name (tensors hash by identity)
     array_slots: dict[int, str] = {}  # id(a named tensor's array) -> its slot
-    keep: list[Tensor] = []  # tensors named, kept alive so their ids stay theirs
+    keep: list[Tensor] = []  # tensors named, in the order they were
     shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}  # each slot's, for tape and viz
     captured: list[Tensor] = []
     captured_slots: dict[str, int] = {}  # slot -> its place in `captured`
 
     def give_slot(t: Tensor, slot: str) -> None:
-        names[id(t)] = slot
+        names[t] = slot
         array_slots.setdefault(id(t.data), slot)
         shapes.setdefault(slot, (t.shape, t.dtype))
         keep.append(t)
@@ -250,16 +260,16 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
     def slot_of(t: Tensor) -> str:
         """Its slot: an argument's, an op output's, a leaf's gradient, or (first seen here) a
         new captured one."""
-        if id(t) not in names:
+        if t not in names:
             owner = effects.owners.get(t)
             if owner is not None:  # a .grad the call found: read where it is first used
                 give_slot(t, gradient_of(owner))
-                forward_lines.append(f"    {names[id(t)]} = {tensor_of(owner)}._grad.data")
+                forward_lines.append(f"    {names[t]} = {tensor_of(owner)}._grad.data")
             else:  # made before fn ran, or a constant made inside it
                 captured_slots[f"c{len(captured)}"] = len(captured)
                 captured.append(t)
                 give_slot(t, f"c{len(captured) - 1}")
-        return names[id(t)]
+        return names[t]
 
     def gradient_of(leaf: Tensor) -> str:
         """The name of the array that holds a leaf's .grad in a whole step."""
@@ -278,12 +288,12 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
 
     arguments = []  # (slot, where in args, in words) of each Tensor argument
     for slot, expression, words, t in tensor_arguments(args):
-        if id(t) not in names:
+        if t not in names:
             give_slot(t, slot)
             arguments.append((slot, expression, words))
     namespace: dict[str, Any] = dict(RESERVED)
     forward_lines = []
-    steps: list[tuple[str, str, list[str]]] = []
+    steps: list[Line] = []
     outputs_list = list(result) if isinstance(result, tuple) else [result]
     returned = {id(o) for o in outputs_list}
     returned_arrays = [o.data for o in outputs_list if isinstance(o, Tensor)]
@@ -315,7 +325,7 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
             elif isinstance(record, GradCleared):
                 if record.tensor not in transient:
                     forward_lines.append(f"    {tensor_of(record.tensor)}.grad = None")
-                steps.append((gradient_of(record.tensor), "clear", []))
+                steps.append(Line(gradient_of(record.tensor), "clear", [], "effect"))
             elif isinstance(record, Write):
                 value = slot_of(record.value)
                 owner = effects.owners.get(record.target)
@@ -327,7 +337,7 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
                 if id(record) not in fused:
                     forward_lines.append(f"    copyto({target}, {value}, casting='same_kind')")
                 forget(target)
-                steps.append((target, "write", [value]))
+                steps.append(Line(target, "write", [value], "effect"))
             elif isinstance(record, Update):
                 param, grad = tensor_of(record.param), slot_of(record.grad)
                 optimizer = named(namespace, "optimizer", record.optimizer)
@@ -335,7 +345,7 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
                     f"    {optimizer}.update({param}, {grad}, {optimizer}.param_groups"
                     f"[{record.group}], {optimizer}.state.setdefault({param}, {{}}))")
                 forget(slot_of(record.param))
-                steps.append((slot_of(record.param), "update", [grad]))
+                steps.append(Line(slot_of(record.param), "update", [grad], "effect"))
 
     def written_by(k: int, e: Entry) -> str | None:
         """The array op k may write its result into: that of the tensor a `Write` right after
@@ -367,7 +377,7 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
         leaves = [slot_of(t) for t in record.leaves]
         lent: list[tuple[str, tuple[int, ...], np.dtype]] = []
         done = entries[:record.at]
-        made = _backward_lines(done, merged, names, from_slot, names[id(record.root)], leaves,
+        made = _backward_lines(done, merged, names, from_slot, names[record.root], leaves,
                                namespace, steps, shapes, lent)
         if made is None:
             return
@@ -385,6 +395,8 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
         for i, (leaf, got) in enumerate(zip(record.leaves, reached)):
             if not got:
                 continue
+            steps.append(Line(gradient_of(leaf), "keep" if leaf in transient else "store",
+                              [f"g_{slot_of(leaf)}"], "effect"))
             if leaf in transient:
                 forward_lines.append(f"    {gradient_of(leaf)} = gradients[{i}]")
             else:
@@ -396,7 +408,7 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
             forward_lines.extend(f"    {gradient_of(t)} = {tensor_of(t)}._grad.data"
                                  for _, t in stored)
         for leaf, grad in zip(record.leaves, record.grads):
-            if grad is not None and id(grad) not in names:
+            if grad is not None and grad not in names:
                 give_slot(grad, gradient_of(leaf))
             forget(gradient_of(leaf))
 
@@ -414,7 +426,7 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
                 from_slot[id(array)] = array_slots[id(source)]
             if id(array) in from_slot:
                 indices.append((array, from_slot[id(array)]))
-        read = [names[id(t)] for t in e.inputs]
+        read = [names[t] for t in e.inputs]
         key = (e.op.name, tuple(read), e.out.requires_grad, tuple(e.params.items()))
         if id(e.out) not in returned and all(literal(v) for v in e.params.values()):
             if key in computed:  # the same op on the same slots again: computed once
@@ -445,27 +457,28 @@ def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
             # a mask from a tensor selects as many elements as it holds True: a shape the
             # guard cannot know in advance, so the replay checks it
             forward_lines.append(f"    same_shape(t{k}, {e.out.shape})")
-        steps.append((f"t{k}", function, read + [index_slot for _, index_slot in indices]))
+        steps.append(Line(f"t{k}", function, read + [index_slot for _, index_slot in indices],
+                          "forward"))
     effect_lines(len(entries))
     grad_states = [(position_of(t), was_none) for t, was_none in effects.grad_was_none.items()
                    if was_none is not None]
     if result is None and is_step:
         outputs_list = []  # a step that returns nothing
-    elif not all(isinstance(o, Tensor) and id(o) in names for o in outputs_list):
+    elif not all(isinstance(o, Tensor) and o in names for o in outputs_list):
         raise TypeError("compile: the function must return a Tensor computed by the engine, or "
                         "a tuple of them" + (", or nothing" if is_step else ""))
-    outputs = [names[id(o)] for o in outputs_list]
+    outputs = [names[o] for o in outputs_list]
     values = [f"t{k}" for k in range(len(entries)) if k not in merged]
     # gradients go to the arguments and captured tensors that require grad (a captured one
     # with its own graph passes them on: the walker continues from it); a step's outputs get
     # none: its backward ran inside it
     leaf_names = [] if is_step else list(dict.fromkeys(
-        names[id(t)] for t in keep if t.requires_grad and names[id(t)][0] in "ac"))
+        names[t] for t in keep if t.requires_grad and names[t][0] in "ac"))
     read_slots = [slot for slot, _, _ in arguments] + [f"c{i}" for i in range(len(captured))]
     leaves = [read_slots.index(name) for name in leaf_names]
     forward_sig = ", ".join(["T", *read_slots, *(name for name, _, _ in buffers)])
     namespace["captured"] = captured
-    read_by_ops = {slot for _, _, read in steps for slot in read}
+    read_by_ops = {slot for line in steps for slot in line.read}
     unread = {slot for slot, _, _ in arguments if slot not in read_by_ops}
     tensors_read = [expression for _, expression, _ in arguments]
     tensors_read += [f"captured[{i}]" for i in range(len(captured))]
@@ -556,10 +569,10 @@ def _arrays_in(value: Any) -> list[np.ndarray]:
     return [a for v in value for a in _arrays_in(v)] if isinstance(value, tuple) else []
 
 
-def _backward_lines(entries: list[Entry], merged: set[int], names: dict[int, str],
+def _backward_lines(entries: list[Entry], merged: set[int], names: dict[Tensor, str],
                     from_slot: dict[int, str], out_name: str,
                     leaves: list[str], namespace: dict[str, Any],
-                    steps: list[tuple[str, str, list[str]]],
+                    steps: list[Line],
                     shapes: dict[str, tuple[tuple[int, ...], np.dtype]],
                     lent: list[tuple[str, tuple[int, ...], np.dtype]]
                     ) -> tuple[list[str], list[bool]] | None:
@@ -577,7 +590,7 @@ def _backward_lines(entries: list[Entry], merged: set[int], names: dict[int, str
     A rule that can write into a given array (``into``) is lent one for an intermediate's first
     contribution (``into=g_t1_buffer``, appended to `lent`), unless that array reaches a leaf's
     gradient, which the caller keeps: the trace shows which do."""
-    produced = {names[id(e.out)]: k for k, e in enumerate(entries) if k not in merged}
+    produced = {names[e.out]: k for k, e in enumerate(entries) if k not in merged}
     if out_name not in produced or not entries[produced[out_name]].out.requires_grad:
         return None
     root = entries[produced[out_name]].out
@@ -589,7 +602,7 @@ def _backward_lines(entries: list[Entry], merged: set[int], names: dict[int, str
     buffered: dict[str, tuple[int, np.ndarray]] = {}  # slot -> (its line, the array lent)
     for k in range(produced[out_name], -1, -1):
         e = entries[k]
-        out = names[id(e.out)]
+        out = names[e.out]
         if k in merged or out not in grads or not e.out.requires_grad:
             continue
         rules = e.op.vjps * len(e.inputs) if e.op.variadic else e.op.vjps
@@ -601,7 +614,7 @@ def _backward_lines(entries: list[Entry], merged: set[int], names: dict[int, str
             # that a wrapper declares (``__signature__``, as mutation testing's trampolines do)
             takes_into = "into" in inspect.signature(rule).parameters
             rule = on_arrays(rule)
-            name = names[id(t)]
+            name = names[t]
             arrays = [grads[out], e.out.data, *[x.data for x in e.inputs]]
             with np.errstate(all="ignore"):
                 part = rule(*arrays, **params)
@@ -613,7 +626,7 @@ def _backward_lines(entries: list[Entry], merged: set[int], names: dict[int, str
                         part = buffer
                         lent.append((f"g_{name}_buffer", part.shape, part.dtype))
             function = named(namespace, rule.__name__, rule)
-            arguments = [f"g_{out}", out] + [names[id(x)] for x in e.inputs]
+            arguments = [f"g_{out}", out] + [names[x] for x in e.inputs]
             arguments += _params(params, f"p{k}", namespace, from_slot)
             call = f"{function}({', '.join(arguments)})"
             if part is buffer:
@@ -638,8 +651,8 @@ def _backward_lines(entries: list[Entry], merged: set[int], names: dict[int, str
                 grads[name] = part
                 lines.append(f"    g_{name} = {call}")
                 shapes[f"g_{name}"] = (t.shape, t.dtype)
-            steps.append((f"g_{name}", function, [f"g_{out}", out] +
-                          [names[id(x)] for x in e.inputs]))
+            steps.append(Line(f"g_{name}", function, [f"g_{out}", out] +
+                              [names[x] for x in e.inputs], "backward"))
     for name, (line, buffer) in buffered.items():
         if any(np.may_share_memory(buffer, grads[leaf]) for leaf in leaves if leaf in grads):
             # the caller would keep it as a .grad: written by the next call, so not lent

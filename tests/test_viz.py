@@ -275,3 +275,19 @@ def test_the_compiled_tape_draws_forward_ops_backward_rules_and_shaped_slots():
     assert 'label=tanh_vjp fillcolor="#fdd49e"' in source  # a backward rule
     assert 'label="c0\\n(3, 2) float64"' in source and 'label="g_c0\\n(3, 2) float64"' in source
     assert "t0 -> line" in source  # the backward reads the forward's values
+
+
+def test_the_tape_of_a_whole_step_draws_its_effects_and_takes_no_step():
+    w = ad.tensor(np.ones((3, 2)), requires_grad=True)
+    optimizer = ad.optim.SGD([w], lr=0.1, momentum=0.9)
+
+    def step(x):
+        optimizer.zero_grad()
+        (x @ w).tanh().sum().backward()
+        optimizer.step()
+
+    source = viz.tape_to_dot(ad.compile(step), ad.tensor(np.ones((4, 3)))).source
+    assert 'label=update fillcolor="#c7e9c0"' in source  # the optimizer's update, an effect
+    assert 'label=store fillcolor="#c7e9c0"' in source  # g_c0 stored into w.grad
+    assert 'label="grad_c0\\n(3, 2) float64"' in source and "grad_c0 -> line" in source
+    assert np.array_equal(w.data, np.ones((3, 2))) and w.grad is None and not optimizer.state

@@ -7,23 +7,26 @@ from typing import Any
 from autodiff.compile import Compiled
 from autodiff.viz.dot import STYLE, Digraph, _escape, _require_graphviz
 
+# forward ops grey, backward rules orange, a whole step's effects (storing gradients, writing
+# into tensors, clearing .grad, optimizer updates) green
+COLOURS = {"forward": "#eeeeee", "backward": "#fdd49e", "effect": "#c7e9c0"}
+
 
 def tape_to_dot(step: Compiled, *args: Any, rankdir: str = "TB", **kwargs: Any) -> Digraph:
-    """The program `step` replays for these arguments (traced if need be): each slot a box with
-    its shape, each line of the forward an op (grey), each line of the backward the VJP rule it
-    calls (orange), edges from the slots a line reads to the slot it writes."""
+    """The program `step` replays for these arguments (traced if need be, taking no step): each
+    slot a box with its shape, each line of the forward an op (grey), each line of the backward
+    the VJP rule it calls (orange), each effect of a whole training step (green), edges from
+    the slots a line reads to the slot it writes."""
     _require_graphviz()
     program = step.program(*args, **kwargs)
     dot = Digraph("tape", graph_attr=dict(rankdir=rankdir, fontname="Helvetica"))
     slots: set[str] = set()
-    for k, (written, function, read) in enumerate(program.steps):
-        backward = written.startswith("g_")
-        dot.node(f"line{k}", _escape(function), **dict(
-            STYLE["op"], fillcolor="#fdd49e" if backward else "#eeeeee"))
+    for k, (written, function, read, kind) in enumerate(program.steps):
+        dot.node(f"line{k}", _escape(function), **dict(STYLE["op"], fillcolor=COLOURS[kind]))
         for slot in [*read, written]:
             if slot not in slots:
                 slots.add(slot)
-                shape = program.shapes.get(slot.removeprefix("g_"))
+                shape = program.shapes.get(slot.removeprefix("g_").removeprefix("grad_"))
                 label = slot if shape is None else f"{slot}\\n{shape[0]} {shape[1]}"
                 dot.node(slot, _escape(label).replace("\\\\n", "\\n"), **STYLE["tensor"])
         for slot in read:
