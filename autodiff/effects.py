@@ -5,7 +5,7 @@ changes state that no op returns: the leaves' ``.grad``, parameters' arrays writ
 an optimizer's per-parameter state. While a trace runs, ``GradMode.effects`` is an `Effects`,
 and the code that makes those changes tells it before and after it acts (the walker, the
 ``.grad`` property, in-place methods, `Optimizer.step`). It notes one record per change, in
-order with the ops (``at``: how many ops came before it), for `compile.build` to write into the
+order with the ops (``at``: how many ops came before it), for `program.build` to write into the
 program. It keeps what each change overwrote, so that a trace made only to be looked at
 (``step.tape()``) is undone, and each parameter's values as last written by the engine, so that
 a write behind its back (``w.data -= ...``), which a replay would skip, is refused.
@@ -121,7 +121,7 @@ def _same(a: Any, b: Any) -> bool:
 class Effects:
     """The records of one trace, and what it needs to undo them or to check them."""
 
-    entries: list[Any]  # the ops noted so far (compile.Entry): a record's `at` counts them
+    entries: list[Any]  # the ops noted so far (program.Entry): a record's `at` counts them
     records: list[Record] = field(default_factory=list)
     owners: dict[Tensor, Tensor] = field(default_factory=dict)  # a .grad tensor -> its owner
     # each .grad's state when the trace began, where the program depends on it (guarded);

@@ -18,6 +18,7 @@ from autodiff.testing import programs
 from models import MLP, SGD, Adam, cross_entropy, squared_error
 
 COMPILE = importlib.import_module("autodiff.compile")  # the module (ad.compile: the function)
+PROGRAM = importlib.import_module("autodiff.program")
 
 
 def replays_as_eager(step, fn, weight, *args):
@@ -74,7 +75,7 @@ def test_the_notebook_training_is_bit_identical_to_eager(dtype):
 def test_compiled_and_eager_agree_on_random_programs(lend_from, program, seed):
     upstream = np.random.default_rng(seed).standard_normal(program(*program.tensors()).shape)
     step = ad.compile(program)
-    with mock.patch.object(COMPILE, "LEND_FROM", COMPILE.LEND_FROM if lend_from else 0):
+    with mock.patch.object(PROGRAM, "LEND_FROM", PROGRAM.LEND_FROM if lend_from else 0):
         for _ in range(3):  # the trace, then two replays (the second into the first's buffers)
             inputs = program.tensors()
             out = step(*inputs)
@@ -595,7 +596,7 @@ def test_a_negative_label_at_a_replay_is_refused_as_cross_entropy_refuses_it_eag
 @pytest.fixture
 def lend_every_array(monkeypatch):
     """Buffers for arrays of any size, so the notebook's small step has them."""
-    monkeypatch.setattr(COMPILE, "LEND_FROM", 0)
+    monkeypatch.setattr(PROGRAM, "LEND_FROM", 0)
 
 
 def notebook_step():

@@ -287,7 +287,7 @@ def test_the_tape_of_a_whole_step_draws_its_effects_and_takes_no_step():
         optimizer.step()
 
     source = viz.tape_to_dot(ad.compile(step), ad.tensor(np.ones((4, 3)))).source
-    assert 'label=update fillcolor="#c7e9c0"' in source  # the optimizer's update, an effect
-    assert 'label=store fillcolor="#c7e9c0"' in source  # g_c0 stored into w.grad
+    assert 'label=update_param fillcolor="#c7e9c0"' in source  # the optimizer's update
+    assert 'label=store_gradients fillcolor="#c7e9c0"' in source  # g_c0 stored into w.grad
     assert 'label="grad_c0\\n(3, 2) float64"' in source and "grad_c0 -> line" in source
     assert np.array_equal(w.data, np.ones((3, 2))) and w.grad is None and not optimizer.state

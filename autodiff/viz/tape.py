@@ -21,15 +21,23 @@ def tape_to_dot(step: Compiled, *args: Any, rankdir: str = "TB", **kwargs: Any) 
     program = step.program(*args, **kwargs)
     dot = Digraph("tape", graph_attr=dict(rankdir=rankdir, fontname="Helvetica"))
     slots: set[str] = set()
-    for k, (written, function, read, kind) in enumerate(program.steps):
-        dot.node(f"line{k}", _escape(function), **dict(STYLE["op"], fillcolor=COLOURS[kind]))
-        for slot in [*read, written]:
+    for k, line in enumerate(program.lines):
+        if line.function is None or line.kind == "check":  # a name bound again, a check
+            continue
+        read = [x for x in line.read if x in program.shapes]
+        # an effect changes its target; a call of a backward binds one name per gradient
+        written = [line.target] if line.target else [
+            name.strip(",") for name in (line.out or "").split(", ") if name]
+        dot.node(f"line{k}", _escape(line.function),
+                 **dict(STYLE["op"], fillcolor=COLOURS[line.kind]))
+        for slot in [*read, *written]:
             if slot not in slots:
                 slots.add(slot)
-                shape = program.shapes.get(slot.removeprefix("g_").removeprefix("grad_"))
+                shape = program.shapes.get(slot)
                 label = slot if shape is None else f"{slot}\\n{shape[0]} {shape[1]}"
                 dot.node(slot, _escape(label).replace("\\\\n", "\\n"), **STYLE["tensor"])
         for slot in read:
             dot.edge(slot, f"line{k}")
-        dot.edge(f"line{k}", written)
+        for slot in written:
+            dot.edge(f"line{k}", slot)
     return dot

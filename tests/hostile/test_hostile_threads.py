@@ -104,7 +104,7 @@ def test_one_compiled_step_used_by_two_threads_at_once_gives_each_its_own_result
     step = ad.compile(notebook_loss)
     alone = [train(seed, 100) for seed in (1, 2)]
     with ThreadPoolExecutor(2) as pool, mock.patch.object(
-            importlib.import_module("autodiff.compile"), "LEND_FROM", 0):
+            importlib.import_module("autodiff.program"), "LEND_FROM", 0):
         for _ in range(3):
             together = list(pool.map(lambda seed: train(seed, 100, step), (1, 2)))
             for a, b in zip(alone, together):
