@@ -159,8 +159,6 @@ class Effects:
         run()
         for leaf in leaves:
             self._written(leaf)
-            if leaf._grad is not None:
-                self.owners.setdefault(leaf._grad, leaf)
         self.records.append(Backward(len(self.entries), root, leaves, fresh,
                                      [leaf._grad for leaf in leaves]))
 

@@ -226,8 +226,7 @@ def clear_grad(t: Tensor) -> None:
 def update_param(optimizer: Any, param: Tensor, grad: np.ndarray, group: int) -> None:
     """``optimizer.step()`` on one parameter: its own update, with its group and state as they
     are now (a learning rate a scheduler set, Adam's step count)."""
-    optimizer.update(param, grad, optimizer.param_groups[group],
-                     optimizer.state.setdefault(param, {}))
+    optimizer.update_parameter(param, grad, optimizer.param_groups[group])
 
 
 # names the generated code uses for itself: an op or a type of the same name gets another

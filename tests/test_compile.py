@@ -162,7 +162,9 @@ def test_create_graph_and_functions_are_refused_clearly():
     w = ad.tensor([2.0], requires_grad=True)
     step = ad.compile(lambda x: (x * w * w).sum())
     step(ad.tensor([1.0]))
-    with pytest.raises(RuntimeError, match="create_graph=True through an autodiff.compile'd"):
+    with pytest.raises(RuntimeError, match=re.escape(
+            "backward: create_graph=True through an autodiff.compile'd function is not "
+            "supported; call the function uncompiled to differentiate its gradients")):
         step(ad.tensor([1.0])).backward(create_graph=True)
 
     class Double(ad.Function):
@@ -724,3 +726,83 @@ def test_a_global_read_inside_a_lambda_of_the_step_is_guarded():
     assert step(x).item() == 15.0
     module["w"] = ad.tensor([5.0])
     assert sum(step(x).item() for _ in range(2)) == 10.0
+
+
+def test_the_cache_keeps_eight_programs_by_default_and_one_when_asked():
+    step = ad.compile(lambda x: (x * 2).sum())
+    single = ad.compile(lambda x: (x * 3).sum(), cache_size=1)
+    for n in range(1, 11):
+        step(ad.ones(n)), single(ad.ones(n))
+    assert len(step.programs) == 8 and len(single.programs) == 1
+    assert single(ad.ones(10)).item() == 30.0  # the one it kept replays
+
+
+def test_the_eager_function_runs_only_to_trace_and_to_check():
+    calls = []
+
+    def loss(x):
+        calls.append(1)
+        return (x * x).sum()
+
+    plain, checked = ad.compile(loss), ad.compile(loss, check=True)
+    for _ in range(10):
+        plain(ad.ones(3))
+    assert len(calls) == 1  # traced once, then replayed
+    calls.clear()
+    for _ in range(10):
+        checked(ad.ones(3))
+    assert len(calls) == 1 + 3  # traced, then the first three replays beside an eager run
+
+
+def test_a_callable_object_is_named_by_its_type_in_messages():
+    class Step:
+        def __init__(self, w):
+            self.w = w
+
+        def __call__(self, x):
+            loss = (x * self.w).sum()
+            loss.backward()
+            self.w.data -= 0.1 * self.w.grad.data
+            return loss
+
+    with pytest.raises(RuntimeError, match=r"compile: Step changed a tensor of shape \(3,\)"):
+        ad.compile(Step(ad.tensor([1.0, 2.0, 3.0], requires_grad=True)))(ad.ones(3))
+
+
+def test_a_tensor_changed_in_place_before_the_call_is_no_reason_to_refuse_backward():
+    w = ad.tensor([1.0, 2.0], requires_grad=True)
+    step = ad.compile(lambda x: (x * w).sum())
+    step(ad.ones(2)).backward()
+    with ad.no_grad():
+        w -= 0.5 * w.grad  # a version before this call's: the call reads the new values
+    w.grad = None
+    step(ad.ones(2)).backward()
+    np.testing.assert_array_equal(w.grad.data, [1.0, 1.0])
+
+
+def test_a_whole_step_of_large_arrays_lends_its_buffers_call_after_call():
+    """Intermediates of 128 KiB or more are buffers the step keeps; each call takes the set
+    and gives it back, and the weights are eager's."""
+    rng = np.random.default_rng(0)
+    x = ad.tensor(rng.standard_normal((256, 100)))
+    weights = [rng.standard_normal((100, 200)) * 0.1, rng.standard_normal((200, 10)) * 0.1]
+    mine = [ad.tensor(w.copy(), requires_grad=True) for w in weights]
+    theirs = [ad.tensor(w.copy(), requires_grad=True) for w in weights]
+
+    def step_of(ws):
+        def step(x):
+            loss = ((x @ ws[0]).relu() @ ws[1]).pow(2).sum()
+            loss.backward()
+            with ad.no_grad():
+                for w in ws:
+                    w -= 1e-4 * w.grad
+                    w.grad = None
+            return loss
+        return step
+
+    compiled, eager = ad.compile(step_of(mine)), step_of(theirs)
+    assert "out=t0_buffer" in compiled.tape(x)
+    for _ in range(4):
+        assert np.array_equal(compiled(x).data, eager(x).data)
+        assert all(np.array_equal(p.data, q.data) for p, q in zip(mine, theirs))
+    assert len(compiled.programs[0].buffers.free) == 1  # given back after each call

@@ -226,8 +226,11 @@ def test_an_update_through_data_is_refused_and_undone():
         return loss
 
     before = [w.data.copy() for w in ws]
-    with pytest.raises(RuntimeError, match=r"through its \.data array after backward .* "
-                                           r"`with autodiff\.no_grad\(\): w -= lr \* w\.grad`"):
+    with pytest.raises(RuntimeError, match=re.escape(
+            "compile: step changed a tensor of shape (5, 3) through its .data array after "
+            "backward (as w.data -= lr * w.grad.data does), which a trace cannot see: a replay "
+            "would skip the update. Update it as a tensor, `with autodiff.no_grad(): w -= lr * "
+            "w.grad`, or use an optimizer from autodiff.optim")):
         ad.compile(step)(x, y)
     assert all(np.array_equal(b, w.data) and w.grad is None for b, w in zip(before, ws))
     step(x, y)  # uncompiled, it runs
@@ -305,3 +308,120 @@ def test_the_compiler_page_shows_the_tape_of_the_step_written_by_hand():
     exec(example.group(1).replace("print(", "str("), names)
     tape = ad.compile(names["by_hand"]).tape(names["x"], names["y"])
     assert shown.group(1) in tape + "\n"
+
+
+def test_backward_with_a_gradient_inside_a_step_is_refused():
+    x, y, (ws, _) = _problem("float64")
+
+    def step(x, y):
+        out = (x @ ws[0]).relu() @ ws[1]
+        out.backward(ad.ones_like(out))
+        return out
+
+    with pytest.raises(RuntimeError, match=re.escape(
+            "compile: backward() inside a compiled step takes no gradient= and no "
+            "create_graph=; call backward() on a tensor of one element, or run the step "
+            "uncompiled")):
+        ad.compile(step)(x, y)
+    assert all(w.grad is None for w in ws)
+
+
+def test_an_in_place_update_that_rounds_unlike_its_out_of_place_form_is_refused():
+    """float32 w *= a float64 number held in a 0-d tensor: the in-place ufunc computes in
+    float64 and rounds once; the out-of-place op (PyTorch's promotion) rounds the number to
+    float32 first. A replay would write the second: refused while tracing."""
+    ws = [ad.tensor(np.random.default_rng(0).random(1000).astype("float32") + 1,
+                    requires_grad=True)]
+    third = ad.tensor(np.float64(1 / 3))
+
+    def step():
+        (ws[0] * ws[0]).sum().backward()
+        with ad.no_grad():
+            ws[0] *= third
+            ws[0].grad = None
+
+    with pytest.raises(RuntimeError, match=re.escape(
+            "compile: the in-place *= on a tensor of shape (1000,) float32 rounds differently "
+            "from its out-of-place form, which a trace replays; write the update out of place "
+            "in the tensor's dtype")):
+        ad.compile(step)()
+
+
+def test_check_replays_a_step_with_keywords_tuples_and_nan_as_eager():
+    """check=True calls the eager step as it was called (keywords too), compares tuple outputs
+    part by part and takes NaN as equal to NaN."""
+    x, y, (ws, _) = _problem("float64")
+
+    def step(x, y, *, scale=1.0):
+        loss = _loss(ws, x, y) * scale
+        loss.backward()
+        with ad.no_grad():
+            for w in ws:
+                w -= 0.01 * w.grad
+                w.grad = None
+        return loss, (loss - loss.detach()).log()  # log(0) = -inf, and nan below
+    def nan_step(x):
+        return (x - x).log() * 0.0  # -inf * 0 = nan, every call
+
+    checked, checked_nan = ad.compile(step, check=True), ad.compile(nan_step, check=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for _ in range(4):
+            loss, odd = checked(x, y, scale=3.0)
+            assert np.isnan(checked_nan(x).data).all()
+    assert np.isfinite(loss.item()) and np.isneginf(odd.data)
+
+
+def test_saved_state_tells_what_differs():
+    from autodiff.effects import Saved
+
+    w = ad.tensor([1.0, np.nan], requires_grad=True)
+    optimizer = optim.SGD([w], lr=0.1, momentum=0.9)
+    (w * 2).sum().backward()
+    optimizer.step()
+    saved, start = Saved(w, optimizer), w.data.copy()
+    assert saved.difference() is None  # NaN equals NaN
+    optimizer.state[w]["momentum_buffer"] = optimizer.state[w]["momentum_buffer"] * 2
+    assert saved.difference() == "its SGD state"
+    saved.restore()
+    assert saved.difference() is None
+    del optimizer.state[w]
+    assert saved.difference() == "its SGD state"
+    saved.restore()
+    w.grad.data[0] = 5.0
+    assert saved.difference() == "its .grad"
+    saved.restore()
+    w.grad = None
+    assert saved.difference() == ".grad (None in one run only)"
+    saved.restore()
+    w.data[0] = 7.0
+    assert saved.difference() == "its values"
+    saved.restore()
+    assert np.array_equal(w.data, start, equal_nan=True) and saved.difference() is None
+    fresh = ad.tensor([1.0], requires_grad=True)
+    unstepped = Saved(fresh, optimizer)
+    optimizer.state[fresh] = {"momentum_buffer": np.zeros(1)}
+    assert unstepped.difference() == "its SGD state"
+    unstepped.restore()
+    assert fresh not in optimizer.state
+
+
+def test_a_diamond_graph_reaches_every_leaf():
+    """Leaves reached through an intermediate used twice, and after it: the step stores
+    every leaf's gradient as eager does."""
+    rng = np.random.default_rng(3)
+    copies = [[ad.tensor(rng.standard_normal(3), requires_grad=True) for _ in range(4)]
+              for _ in range(1)]
+    mine = copies[0]
+    theirs = [ad.tensor(t.data.copy(), requires_grad=True) for t in mine]
+
+    def step_of(ts):
+        def step():
+            a, b, c, d = ts
+            h = a * b
+            (h * h + h * c + (d * c).exp()).sum().backward()
+        return step
+
+    compiled, eager = ad.compile(step_of(mine)), step_of(theirs)
+    for _ in range(3):
+        compiled(), eager()
+        _same_state(mine, theirs)

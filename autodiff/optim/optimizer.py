@@ -8,6 +8,7 @@ moments and step count) lives in ``optimizer.state[p]``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -93,11 +94,16 @@ class Optimizer:
                     raise ValueError(f"{type(self).__name__}.step: parameter {i} (shape "
                                      f"{p.shape}) holds a read-only array; give it a writeable "
                                      "copy (p.data = p.data.copy())")
-                if effects is not None:
-                    effects.update(self, k, p, lambda p=p, group=group: self.update(
-                        p, p.grad.data, group, self.state.setdefault(p, {})))
-                else:
-                    self.update(p, p.grad.data, group, self.state.setdefault(p, {}))
+                if effects is None:
+                    self.update_parameter(p, p.grad.data, group)
+                else:  # noted before the state is touched, so that it can be put back
+                    effects.update(self, k, p, functools.partial(
+                        self.update_parameter, p, p.grad.data, group))
+
+    def update_parameter(self, p: Tensor, g: np.ndarray, group: Group) -> None:
+        """Update one parameter from its gradient's array, with its group's hyperparameters
+        and its own state (what a compiled step calls at each replay)."""
+        self.update(p, g, group, self.state.setdefault(p, {}))
 
     def update(self, p: Tensor, g: np.ndarray, group: Group, state: dict[str, Any]) -> None:
         raise NotImplementedError
