@@ -1,8 +1,10 @@
 """`autodiff.compile`: trace a function once, replay it as straight-line code.
 
 Trace: the first call for a signature runs the function eagerly while every primitive applied is
-noted (op, inputs, params, output). From those notes it writes four Python functions, as
-source, and compiles them once:
+noted (op, inputs, params, output), and what it does besides ops (`autodiff.effects`: a
+``backward()``, ``.grad = None``, an in-place update under ``no_grad``, ``optimizer.step()``).
+From those notes `autodiff.program` writes four Python functions, as records and then source,
+and compiles them once:
 
 - guard (written by `autodiff.guards`): whether a call may replay the program (grad mode; each
   Tensor argument's shape, dtype and requires_grad; other arguments' values; the same facts of
@@ -26,15 +28,21 @@ that reach a leaf's ``.grad``, are never buffers.
 Guard: a call tries the cached programs' guards, the most recently used first (up to
 `cache_size` are kept), and traces again when none passes. Replay: the forward source runs on
 arrays (no Tensor, no node per op) and the outputs are Tensors whose single node runs the
-backward source, so ``loss.backward()`` fills ``.grad`` and optimizers work unchanged.
+backward source, so ``loss.backward()`` fills ``.grad`` and optimizers work unchanged. A whole
+training step (one that calls ``backward()`` itself) is one program: its forward calls its
+backward, stores the gradients as the walker would (or keeps them local where ``zero_grad()``
+clears them at its end), and writes the update into the weights; its outputs get no node.
 
-What a tracer cannot see: Python control flow that depends on tensor values (an ``if`` on a
-``.item()``), and arrays computed from tensor values outside the engine; they are frozen as they
-were when traced. ``check=True`` runs the eager function beside the first replays and raises
-`CompileCheckError` on any difference. What acts outside the ops, which a replay would skip, is
-refused while tracing (`graph.refuse_while_tracing`): ``backward()`` and ``autodiff.grad``,
-setting ``.grad`` or ``zero_()``, random draws, forward mode, a Tensor made from another's values,
-``bool()`` of a tensor (``if x.sum() > 0``: the branch would be frozen).
+What a tracer cannot see: Python control flow that depends on tensor values read through
+``.data`` or NumPy, and arrays computed from tensor values outside the engine; they are frozen
+as they were when traced. ``check=True`` runs the eager function from the same state beside the
+first replays and raises `CompileCheckError` on any difference in the outputs or in the state a
+step leaves. What acts outside the ops, which a replay would skip, is refused while tracing
+(`graph.refuse_while_tracing`): ``autodiff.grad``, ``backward(gradient=...)``, setting ``.grad``
+to a tensor, an in-place op while recording, an update through ``.data`` after ``backward()``,
+random draws, forward mode, a Tensor made from another's values, ``bool()`` and ``.item()`` of
+a tensor (``if x.sum() > 0``: the branch would be frozen); a call that fails while tracing is
+undone.
 Comparisons, ``detach()`` and casts to integers pass no gradient, but they are ops (not
 recorded, still traced), so a replay computes them again. A user-defined `Function` cannot be
 traced, and ``backward(create_graph=True)`` through a compiled function is refused. Inside
