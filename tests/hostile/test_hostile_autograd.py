@@ -3,6 +3,8 @@ and no user object ever aliased into .grad or changed by accumulation."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from probes import assert_fails_clearly, probe
@@ -30,11 +32,15 @@ PROBES = [
           r"backward: gradient of shape \(3,\) does not match the tensor's shape \(2,\)",
           "wrong seed shape"),
     probe(lambda: (leaf(2) * 2).backward(), RuntimeError,
-          r"backward: a gradient can be implied only for a tensor of one element", "no seed"),
+          re.escape("backward: a gradient can be implied only for a tensor of one element; "
+                    "this one has shape (2,): pass gradient="), "no seed"),
     probe(lambda: ad.tensor(1.0).backward(), RuntimeError,
-          r"backward: the tensor does not require grad", "no graph"),
+          re.escape("backward: the tensor does not require grad and has no grad_fn (was it "
+                    "computed under no_grad, or from tensors without requires_grad?)"),
+          "no graph"),
     probe(lambda: ad.grad([x2 * 2, x2 * 3], x2, grad_outputs=[np.ones(2)]), RuntimeError,
-          r"grad: got 2 output tensor\(s\) and 1 grad_outputs", "fewer grad_outputs"),
+          re.escape("grad: got 2 output tensor(s) and 1 grad_outputs; give one gradient per "
+                    "output (None for an output of one element)"), "fewer grad_outputs"),
     probe(lambda: ad.grad((x2 * 2).sum(), x2, grad_outputs=[None, None]), RuntimeError,
           r"grad: got 1 output tensor\(s\) and 2 grad_outputs", "more grad_outputs"),
     probe(lambda: ad.grad([x2 * 2, x2 * 3], x2, grad_outputs=np.ones(2)), RuntimeError,
@@ -44,12 +50,14 @@ PROBES = [
           "grad_outputs shape"),
     probe(lambda: ad.grad("y", x2), TypeError, r"grad: outputs must be a Tensor", "str outputs"),
     probe(lambda: ad.grad((x2 * 2).sum(), [x2, 3]), TypeError,
-          r"grad: inputs must be a Tensor or a non-empty sequence", "int input"),
+          r"grad: inputs must be a Tensor or a non-empty sequence of Tensors, got \[tensor\(",
+          "int input"),
     probe(lambda: ad.grad([], x2), TypeError, r"grad: outputs must be .*non-empty", "empty"),
     probe(lambda: ad.grad((x2 * 2).sum(), ad.tensor([1.0])), RuntimeError,
           r"grad: input 0 \(shape \(1,\)\) does not require grad", "input without grad"),
     probe(lambda: ad.grad((x2 * 2).sum(), leaf(2)), RuntimeError,
-          r"grad: input 0 .* was not used", "unused input"),
+          re.escape("grad: input 0 (shape (2,)) was not used to compute the outputs; pass "
+                    "allow_unused=True to get None for it"), "unused input"),
     probe(lambda: assign_grad(leaf(2), np.ones(2)), TypeError,
           r"grad: can only be set to None or a Tensor, got ndarray", "grad ndarray"),
     probe(lambda: assign_grad(leaf(2), 1.0), TypeError, r"grad: .*got float", "grad float"),
