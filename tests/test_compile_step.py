@@ -34,6 +34,14 @@ def _loss(ws, x, y):
     return (((x @ ws[0]).relu() @ ws[1]).softmax(dim=1) - y).pow(2).sum()
 
 
+def _update_by_hand(ws, lr):
+    """PyTorch's idiom for SGD: ``w -= lr * w.grad`` under no_grad, then ``w.grad = None``."""
+    with ad.no_grad():
+        for w in ws:
+            w -= lr * w.grad
+            w.grad = None
+
+
 def _same_state(compiled, eager, optimizers=(None, None)):
     """Parameters, .grad and the optimizer's state of the two runs, bit for bit."""
     for p, q in zip(compiled, eager):
@@ -82,10 +90,7 @@ def test_the_pytorch_idiom_under_no_grad_writes_into_the_weights_arrays():
         def step(x, y):
             loss = _loss(ws, x, y)
             loss.backward()
-            with ad.no_grad():
-                for w in ws:
-                    w -= 0.05 * w.grad
-                    w.grad = None
+            _update_by_hand(ws, 0.05)
             return loss
         return step
 
@@ -355,10 +360,7 @@ def test_check_replays_a_step_with_keywords_tuples_and_nan_as_eager():
     def step(x, y, *, scale=1.0):
         loss = _loss(ws, x, y) * scale
         loss.backward()
-        with ad.no_grad():
-            for w in ws:
-                w -= 0.01 * w.grad
-                w.grad = None
+        _update_by_hand(ws, 0.01)
         return loss, (loss - loss.detach()).log()  # log(0) = -inf, and nan below
     def nan_step(x):
         return (x - x).log() * 0.0  # -inf * 0 = nan, every call
