@@ -226,3 +226,24 @@ def test_the_forward_oracle_catches_a_wrong_vjp():
     with pytest.raises(AssertionError, match="disagrees with forward mode"):
         assert_grad_close(lambda t: CubeWithWrongVjp.apply(t) * 1, [x], oracle="forward",
                           locate_op=False)
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_tangent_has_its_outputs_shape_and_dtype(dtype, create_graph):
+    """A rule's contribution may be smaller than the output (add passes a 0-d input's tangent
+    on as it is), and a rule may give none (sign): the tangent is broadcast to the output's
+    shape, made zeros where there is none, and kept in the output's dtype."""
+    x = ad.tensor(np.array([0.5, -1.5, 2.0], dtype))
+    s = ad.tensor(np.array(0.25, dtype), requires_grad=create_graph)
+    v = np.array(2.0, dtype)
+    with forward_mode({s: ad.tensor(v) if create_graph else v},
+                      create_graph=create_graph) as table:
+        shifted = x + s
+        flat = s.sign()
+    for t, shape, values in [(shifted, (3,), [2.0, 2.0, 2.0]), (flat, (), 0.0),
+                             (x, (3,), [0.0, 0.0, 0.0])]:
+        tangent = tangent_of(table, t)
+        assert tangent.shape == shape and tangent.dtype == np.dtype(dtype)
+        assert isinstance(tangent, ad.Tensor) == (create_graph and t is not x)
+        np.testing.assert_array_equal(getattr(tangent, "data", tangent), values)
