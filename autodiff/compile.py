@@ -19,7 +19,7 @@ and compiles them once:
 
 An op repeated on the same slots (and parameters, and grad mode) is computed once.
 
-Buffers: an intermediate of `LEND_FROM` bytes or more is written into an array the program
+Buffers: an intermediate of `program.LEND_FROM` bytes or more is written into an array the program
 keeps (``t0 = matmul(a0, c0, out=t0_buffer)``), and so is an intermediate's gradient where its
 rule can write into one (``into=g_t1_buffer``). A set of them is lent to one call at a time
 (`Buffers`), so a value a backward still needs is never overwritten; outputs, and gradients
@@ -71,7 +71,6 @@ from autodiff.graph import GradMode, InPlace, freed_error, no_grad
 from autodiff.guards import tensors_in
 from autodiff.primitive import Op
 from autodiff.program import (
-    LEND_FROM,
     CompileCheckError,
     Entry,
     Program,
@@ -80,7 +79,7 @@ from autodiff.program import (
 )
 from autodiff.tensor import Tensor
 
-__all__ = ["CompileCheckError", "Compiled", "LEND_FROM", "compile", "trace"]
+__all__ = ["CompileCheckError", "Compiled", "compile", "trace"]
 
 CHECKED_CALLS = 3  # replays compared with an eager run under check=True
 
