@@ -66,13 +66,15 @@ from typing import Any
 
 import numpy as np
 
-from autodiff.effects import Effects, Saved
+from autodiff.effects import Effects, Saved, identical
+from autodiff.fusion import agree, fuse, numba_or_explain
 from autodiff.graph import GradMode, InPlace, freed_error, no_grad
 from autodiff.guards import tensors_in
 from autodiff.primitive import Op
 from autodiff.program import (
     CompileCheckError,
     Entry,
+    Fuse,
     Program,
     build,
     taped,
@@ -84,15 +86,25 @@ __all__ = ["CompileCheckError", "Compiled", "compile", "trace"]
 CHECKED_CALLS = 3  # replays compared with an eager run under check=True
 
 
-def compile(fn: Callable[..., Any], *, check: bool = False,
-            cache_size: int = 8) -> Compiled:
-    """`fn` traced once per signature and replayed as generated straight-line code (see above)."""
+BACKENDS = ("numpy", "numba")
+
+
+def compile(fn: Callable[..., Any], *, check: bool = False, cache_size: int = 8,
+            backend: str = "numpy") -> Compiled:
+    """`fn` traced once per signature and replayed as generated straight-line code (see above);
+    with ``backend="numba"``, its runs of elementwise ops and reductions as fused loops
+    (`autodiff.fusion`; needs the ``fast`` extra)."""
     if not callable(fn):
         raise TypeError(f"compile: expected a function to trace, got {type(fn).__name__}")
     if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 1:
         raise ValueError(f"compile: cache_size must be an int ≥ 1 (the traces kept), got "
                          f"{cache_size!r}")
-    return Compiled(fn, check, cache_size)
+    if backend not in BACKENDS:
+        raise ValueError(f"compile: unknown backend {backend!r}; expected one of "
+                         f"{', '.join(map(repr, BACKENDS))}")
+    if backend == "numba":
+        numba_or_explain()
+    return Compiled(fn, check, cache_size, fuse if backend == "numba" else None)
 
 
 # ---------------------------------------------------------------- tracing
@@ -185,8 +197,9 @@ class CompiledNode:
 class Compiled:
     """A function traced once per signature and replayed (`autodiff.compile`)."""
 
-    def __init__(self, fn: Callable[..., Any], check: bool, cache_size: int) -> None:
-        self.fn, self.cache_size = fn, cache_size
+    def __init__(self, fn: Callable[..., Any], check: bool, cache_size: int,
+                 fuse: Fuse | None = None) -> None:
+        self.fn, self.cache_size, self.fuse = fn, cache_size, fuse
         self.programs: list[Program] = []  # the most recently used first
         self.checks_left = CHECKED_CALLS if check else 0
         functools.update_wrapper(self, fn)
@@ -237,7 +250,8 @@ class Compiled:
         result, entries, sources, effects = trace(self.fn, args, kwargs)
         try:
             effects.refuse_hidden_writes(self.name)
-            program = build(self.fn, entries, sources, args, kwargs, result, effects)
+            program = build(self.fn, entries, sources, args, kwargs, result, effects,
+                            self.fuse)
         except BaseException:
             effects.undo()  # the call fails as a whole: nothing it changed stays changed
             raise
@@ -292,11 +306,11 @@ class Compiled:
                 eager = self.fn(*args, **kwargs)
         given = outputs if isinstance(outputs, tuple) else (outputs,)
         expected = eager if isinstance(eager, tuple) else (eager,)
+        same = agree if self.fuse is not None else identical  # fused sums run in another order
         differences = [f"output {i}" for i, (r, e) in enumerate(zip(given, expected))
-                       if r is not None and (r.shape != e.shape or not np.array_equal(
-                           r.data, e.data, equal_nan=True))]
+                       if r is not None and not same(r.data, e.data)]
         differences += [f"{difference} of a tensor of shape {saved.t.shape}"
-                        for saved in replayed for difference in [saved.difference()]
+                        for saved in replayed for difference in [saved.difference(same)]
                         if difference is not None]
         if differences:
             raise CompileCheckError(
@@ -329,4 +343,6 @@ class Compiled:
         lines += program.guard_source
         for function in program.functions:
             lines += ["", *function.source(taped)]
+        for source in program.kernels:
+            lines += ["", "# a fused kernel, compiled by numba", *source.rstrip().split("\n")]
         return "\n".join(lines)

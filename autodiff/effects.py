@@ -95,25 +95,28 @@ class Saved:
             else:
                 self.optimizer.state[t] = dict(self.state)
 
-    def difference(self) -> str | None:
-        """What differs between the state saved and the tensor's now, in words, or None."""
+    def difference(self, same: Callable[[Any, Any], bool] | None = None) -> str | None:
+        """What differs between the state saved and the tensor's now, in words, or None;
+        `same` tells whether two values are the same (by default: bit for bit)."""
+        same = same or identical
         t = self.t
-        if not _same(self.values, t.data):
+        if not same(self.values, t.data):
             return "its values"
         if (self.grad_values is None) != (t._grad is None):
             return ".grad (None in one run only)"
-        if t._grad is not None and not _same(self.grad_values, t._grad.data):
+        if t._grad is not None and not same(self.grad_values, t._grad.data):
             return "its .grad"
         if self.optimizer is not None:
             now = self.optimizer.state.get(t)
             if (now is None) != (self.state is None) or now is not None and (
                     now.keys() != self.state.keys() or  # type: ignore[union-attr]
-                    not all(_same(self.state[k], now[k]) for k in now)):  # type: ignore[index]
+                    not all(same(self.state[k], now[k]) for k in now)):  # type: ignore[index]
                 return f"its {type(self.optimizer).__name__} state"
         return None
 
 
-def _same(a: Any, b: Any) -> bool:
+def identical(a: Any, b: Any) -> bool:
+    """The same dtype and the same values, bit for bit (NaN where NaN)."""
     return bool(np.array_equal(a, b, equal_nan=True)) and np.asarray(a).dtype == np.asarray(b).dtype
 
 
@@ -188,7 +191,7 @@ class Effects:
         self._save(self.owners.get(target, target))
         write()
         written = np.asarray(value.data).astype(target.dtype, copy=False)
-        if not _same(target.data, np.broadcast_to(written, target.shape)):
+        if not identical(target.data, np.broadcast_to(written, target.shape)):
             raise RuntimeError(f"compile: the in-place {what} on a tensor of shape "
                                f"{target.shape} {target.dtype} rounds differently from its "
                                "out-of-place form, which a trace replays; write the update out "
@@ -212,7 +215,7 @@ class Effects:
         """A parameter whose values changed after backward other than through the engine
         (``w.data -= lr * w.grad.data``): a replay would not change it. Refused."""
         for t, (array, values) in self.expected.items():
-            if t.data is not array or not _same(t.data, values):
+            if t.data is not array or not identical(t.data, values):
                 raise RuntimeError(
                     f"compile: {fn_name} changed a tensor of shape {t.shape} through its .data "
                     "array after backward (as w.data -= lr * w.grad.data does), which a trace "

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from autodiff.primitive import OPS as OPS  # the table itself, filled in below
-from autodiff.primitive import Domain, Kink, Value, prim, primitive, sum_to
+from autodiff.primitive import Domain, Kink, Loop, Value, prim, primitive, sum_to
 from autodiff.primitive import Op as Op
 
 Params = dict[str, object]
@@ -107,14 +107,23 @@ def pow_db(g: Value, out: Value, a: Value, b: Value) -> Value:
 
 
 BROADCASTING = dict(elementwise=True, explain=explain_broadcast)
-ADD = primitive("add", np.add, add_da, add_db, saves=(), symbol="+", **BROADCASTING)
-SUB = primitive("sub", np.subtract, add_da, sub_db, saves=(), symbol="-", **BROADCASTING)
-MUL = primitive("mul", np.multiply, mul_da, mul_db, saves=(0, 1), symbol="*", **BROADCASTING)
+ADD = primitive("add", np.add, add_da, add_db, saves=(), symbol="+",
+                loop=Loop("a + b", ("g", "g")), **BROADCASTING)
+SUB = primitive("sub", np.subtract, add_da, sub_db, saves=(), symbol="-",
+                loop=Loop("a - b", ("g", "-g")), **BROADCASTING)
+MUL = primitive("mul", np.multiply, mul_da, mul_db, saves=(0, 1), symbol="*",
+                loop=Loop("a * b", ("g * b", "g * a")), **BROADCASTING)
 DIV = primitive("div", np.divide, div_da, div_db, domain=Domain(nonzero=(1,)),
-                saves=(1, "out"), symbol="/", **BROADCASTING)
-NEG = primitive("neg", np.negative, neg_vjp, saves=(), symbol="-", elementwise=True)
+                saves=(1, "out"), symbol="/", loop=Loop("a / b", ("g / b", "-g * out / b")),
+                **BROADCASTING)
+NEG = primitive("neg", np.negative, neg_vjp, saves=(), symbol="-", elementwise=True,
+                loop=Loop("-x", ("-g",)))
 POW = primitive("pow", operator.pow, pow_da, pow_db,  # a ** b: NumPy squares a ** 2 fast
-                domain=Domain(positive=(0,), moderate=(1,)), symbol="**", **BROADCASTING)
+                domain=Domain(positive=(0,), moderate=(1,)), symbol="**",
+                loop=Loop("a * a if b == 2 else a ** b",  # the same bits as pow_da's cases:
+                          ("g * (2 * a) if b == 2 else g * b * (a ** (b - 1) if a != 0 or b != 0"
+                           " else 1)", "g * out * np.log(a)")),
+                **BROADCASTING)
 
 
 def maximum_da(g: Value, out: Value, a: Value, b: Value) -> Value:
@@ -139,9 +148,13 @@ def minimum_db(g: Value, out: Value, a: Value, b: Value) -> Value:
 
 MAXIMUM = primitive("maximum", np.maximum, maximum_da, maximum_db, analytic=False, smooth=False,
                     kink=Kink("A = B", "shared equally, ½ each"), saves=(0, 1),
+                    loop=Loop("np.maximum(a, b)", ("g * ((a > b) + (a == b) * 0.5)",
+                                                   "g * ((b > a) + (a == b) * 0.5)")),
                     functions=("maximum",), **BROADCASTING)
 MINIMUM = primitive("minimum", np.minimum, minimum_da, minimum_db, analytic=False, smooth=False,
                     kink=Kink("A = B", "shared equally, ½ each"), saves=(0, 1),
+                    loop=Loop("np.minimum(a, b)", ("g * ((a < b) + (a == b) * 0.5)",
+                                                   "g * ((b < a) + (a == b) * 0.5)")),
                     functions=("minimum",), **BROADCASTING)
 
 
@@ -242,6 +255,22 @@ def clamp_vjp(g: Value, out: Value, x: Value, min: float | None, max: float | No
     return g
 
 
+def clamp_loop(min: float | None, max: float | None) -> str:
+    """clamp in a fused loop: np.clip's bounds, each only where given."""
+    text = "x" if min is None else f"np.maximum(x, {_source(min)})"
+    return text if max is None else f"np.minimum({text}, {_source(max)})"
+
+
+def clamp_vjp_loop(min: float | None, max: float | None) -> str:
+    return "g" + (f" * (x >= {_source(min)})" if min is not None else "") + (
+        f" * (x <= {_source(max)})" if max is not None else "")
+
+
+def _source(number: float) -> str:
+    """A bound as loop source: ``np.inf`` where repr would say ``inf``."""
+    return {np.inf: "np.inf", -np.inf: "-np.inf"}.get(number, repr(float(number)))
+
+
 def sigmoid_forward(x: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0, -x))  # 1 / (1 + e⁻ˣ) without overflow for x ≪ 0
 
@@ -282,24 +311,30 @@ def to_jvp(dx: Value, out: Value, x: Value, dtype: np.dtype) -> Value:
 
 UNARY = dict(elementwise=True)
 EXP = primitive("exp", np.exp, exp_vjp, domain=Domain(moderate=(0,)), saves=("out",),
-                functions=("exp",), **UNARY)
+                functions=("exp",), loop=Loop("np.exp(x)", ("g * out",)), **UNARY)
 LOG = primitive("log", np.log, log_vjp, domain=Domain(positive=(0,)), saves=(0,),
-                functions=("log",), **UNARY)
+                functions=("log",), loop=Loop("np.log(x)", ("g / x",)), **UNARY)
 SQRT = primitive("sqrt", np.sqrt, sqrt_vjp, domain=Domain(positive=(0,)), saves=("out",),
-                 **UNARY)
+                 loop=Loop("np.sqrt(x)", ("g / (2 * out)",)), **UNARY)
 ABS = primitive("abs", np.abs, abs_vjp, kink=Kink("x = 0", 0.0, at_zero), analytic=False,
-                smooth=False, saves=(0,), **UNARY)
+                smooth=False, saves=(0,), loop=Loop("np.abs(x)", ("g * np.sign(x)",)), **UNARY)
 SIGN = primitive("sign", np.sign, None, kink=Kink("x = 0", 0.0, at_zero), analytic=False,
-                 smooth=False, saves=(), **UNARY)  # piecewise constant: no gradient flows
+                 smooth=False, saves=(), loop=Loop("np.sign(x)", (None,)),
+                 **UNARY)  # piecewise constant: no gradient flows
 RELU = primitive("relu", relu_forward, relu_vjp, kink=Kink("x = 0", 0.0, at_zero),
-                 analytic=False, smooth=False, saves=(0,), functions=("relu",), **UNARY)
+                 analytic=False, smooth=False, saves=(0,), functions=("relu",),
+                 loop=Loop("np.maximum(x, 0)", ("g * (x > 0)",)), **UNARY)
 CLAMP = primitive("clamp", clamp_forward, clamp_vjp,
                   kink=Kink("x = min or x = max", 1.0, at_bounds), analytic=False, smooth=False,
-                  saves=(0,), functions=("clamp",), **UNARY)
+                  saves=(0,), functions=("clamp",), loop=Loop(clamp_loop, (clamp_vjp_loop,)),
+                  **UNARY)
 SIGMOID = primitive("sigmoid", sigmoid_forward, sigmoid_vjp, analytic=False, saves=("out",),
-                    functions=("sigmoid",), **UNARY)  # logaddexp has no complex form
-TANH = primitive("tanh", np.tanh, tanh_vjp, saves=("out",), functions=("tanh",), **UNARY)
-SIN = primitive("sin", np.sin, sin_vjp, saves=(0,), functions=("sin",), **UNARY)
+                    functions=("sigmoid",),  # logaddexp has no complex form
+                    loop=Loop("np.exp(-np.logaddexp(0, -x))", ("g * out * (1 - out)",)), **UNARY)
+TANH = primitive("tanh", np.tanh, tanh_vjp, saves=("out",), functions=("tanh",),
+                 loop=Loop("np.tanh(x)", ("g * (1 - out * out)",)), **UNARY)
+SIN = primitive("sin", np.sin, sin_vjp, saves=(0,), functions=("sin",),
+                loop=Loop("np.sin(x)", ("g * np.cos(x)",)), **UNARY)
 def clone_forward(x: np.ndarray) -> np.ndarray:
     return x.copy()
 
@@ -309,10 +344,12 @@ def clone_vjp(g: Value, out: Value, x: Value) -> Value:
     return g
 
 
-CLONE = primitive("clone", clone_forward, clone_vjp, saves=(), functions=("clone",), **UNARY)
+CLONE = primitive("clone", clone_forward, clone_vjp, saves=(), functions=("clone",),
+                  loop=Loop("x", ("g",)), **UNARY)
 TO = primitive("to", to_forward, to_vjp, jvps=(to_jvp,), saves=(), analytic=False,
                **UNARY)  # analytic=False: a cast to a real dtype drops the complex step
-COS = primitive("cos", np.cos, cos_vjp, saves=(0,), functions=("cos",), **UNARY)
+COS = primitive("cos", np.cos, cos_vjp, saves=(0,), functions=("cos",),
+                loop=Loop("np.cos(x)", ("-g * np.sin(x)",)), **UNARY)
 
 
 # ---------------------------------------------------------------- reductions
@@ -358,14 +395,17 @@ def extremum_jvp(dx: Value, out: Value, x: Value, dim: tuple[int, ...] | None,
     return prim.sum(dx * is_extreme, dim, keepdim) / prim.sum(is_extreme, dim, keepdim)
 
 
+EXTREMUM_VJP_LOOP = "n = reduce_sum(x == out); g * (x == out) / n"  # ties share G equally
 SUM = primitive("sum", sum_forward, sum_vjp, jvps=(sum_jvp,), saves=(),
-                functions=("sum", "mean"))
+                functions=("sum", "mean"), loop=Loop("reduce_sum(x)", ("g",), reduced=("g",)))
 MAX = primitive("max", max_forward, extremum_vjp, jvps=(extremum_jvp,), analytic=False,
                 smooth=False,
-                kink=Kink("ties", "shared equally between the tied maxima (as torch.amax)"))
+                kink=Kink("ties", "shared equally between the tied maxima (as torch.amax)"),
+                loop=Loop("reduce_max(x)", (EXTREMUM_VJP_LOOP,), reduced=("g", "out")))
 MIN = primitive("min", min_forward, extremum_vjp, jvps=(extremum_jvp,), analytic=False,
                 smooth=False,
-                kink=Kink("ties", "shared equally between the tied minima (as torch.amin)"))
+                kink=Kink("ties", "shared equally between the tied minima (as torch.amin)"),
+                loop=Loop("reduce_min(x)", (EXTREMUM_VJP_LOOP,), reduced=("g", "out")))
 
 
 # ---------------------------------------------------------------- softmax
@@ -396,9 +436,13 @@ def log_softmax_jvp(dx: Value, out: Value, x: Value, dim: int) -> Value:
 
 SOFTMAX = primitive("softmax", softmax_forward, softmax_vjp,
                     jvps=(softmax_vjp,),  # J is symmetric: Jᵀ·dx = J·dx, one rule for both
-                    saves=("out",), functions=("softmax",))
+                    saves=("out",), functions=("softmax",),
+                    loop=Loop("m = reduce_max(x); e = np.exp(x - m); e / reduce_sum(e)",
+                              ("t = reduce_sum(g * s); s * (g - t)",)))
 LOG_SOFTMAX = primitive("log_softmax", log_softmax_forward, log_softmax_vjp,
-                        jvps=(log_softmax_jvp,), saves=("out",), functions=("log_softmax",))
+                        jvps=(log_softmax_jvp,), saves=("out",), functions=("log_softmax",),
+                        loop=Loop("z = x - reduce_max(x); z - np.log(reduce_sum(np.exp(z)))",
+                                  ("g - np.exp(out) * reduce_sum(g)",)))
 
 
 # ---------------------------------------------------------------- shape and indexing

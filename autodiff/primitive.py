@@ -57,6 +57,27 @@ class Domain:
         return ", ".join(parts)
 
 
+Recipe = Any  # a loop form: source text, or a function of the op's params giving it (or None)
+
+
+@dataclass(frozen=True)
+class Loop:
+    """How the fused backend (`autodiff.fusion`) writes an op inside a generated loop: its
+    forward and, per input, its VJP rule, each as scalar Python on one element.
+
+    A recipe is one expression, or steps ``name = expression; ...; expression`` whose last is
+    the result. A step may reduce over the op's ``dim``: ``reduce_sum(...)``, ``reduce_max(...)``
+    or ``reduce_min(...)`` as its whole right-hand side. The names are the forward's or the
+    rule's own parameters (``x``; ``g``, ``out``, ``a``, ``b``) and the op's params (``min``); a
+    recipe may be a function of the params instead, giving the text, or None where it has no
+    loop form. `reduced`: the inputs of a rule that hold a reduction's result (read as if kept
+    with ``keepdim=True``)."""
+
+    forward: Recipe
+    vjps: tuple[Recipe, ...] = ()
+    reduced: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Op:
     """One primitive: its forward, its VJP rules and what is known about it."""
@@ -83,6 +104,7 @@ class Op:
     explain: Callable[..., str | None] | None = None
     # how a drawing names one application of it, from its params (permute of all dims: ".T")
     label: Callable[..., str] | None = None
+    loop: Loop | None = None  # how a fused kernel writes it (None: it runs as NumPy there)
 
     @property
     def params(self) -> tuple[str, ...]:

@@ -57,7 +57,7 @@ class Line:
     """One line of a program: ``out = function(*read, *params, into=...)``, with the result
     fitted (``sum_to``, ``astype``) and, for a gradient, bound, added or added in place."""
 
-    kind: Literal["forward", "backward", "effect", "check"]
+    kind: Literal["forward", "backward", "effect", "check", "kernel"]
     out: str | None  # the name it binds; None: a call made for what it does
     function: str | None  # the callable as the namespace names it; None: ``out = read[0]``
     read: list[str]  # positional arguments: slots, or the tensors ``T[k]`` an effect acts on
@@ -69,6 +69,9 @@ class Line:
     astype: str | None = None  # the dtype the result is cast to
     target: str | None = None  # the slot an effect changes in place (a weight, a .grad)
     shape: tuple[tuple[int, ...], np.dtype] | None = None  # of what it binds, for the tape
+    op: Op | None = None  # the primitive a forward line applies, or whose rule a backward calls
+    rule: int | None = None  # a backward line: the input whose gradient the rule gives
+    values: dict[str, Any] = field(default_factory=dict)  # the params themselves
 
 
 def emit(line: Line) -> str:
@@ -177,6 +180,7 @@ class Program:
     step: bool = False  # a whole training step: its backward ran inside (outputs get no node)
     touched: list[tuple[Tensor, Any]] = field(default_factory=list)  # see `_touched`
     returns_none: bool = False
+    kernels: list[str] = field(default_factory=list)  # fused kernels' sources (backend="numba")
 
     @property
     def lines(self) -> list[Line]:
@@ -239,12 +243,17 @@ RESERVED = dict(len=len, isinstance=isinstance, type=type, GradMode=GradMode, Te
 
 
 # ---------------------------------------------------------------- the passes
+Fuse = Callable[[list["Function"], dict[str, Any], dict[str, np.ndarray], dict[str, Any]],
+                tuple[list["Function"], list[str]]]
+
+
 def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
           args: tuple[Any, ...], kwargs: dict[str, Any], result: Any,
-          effects: Effects) -> Program:
+          effects: Effects, fuse: Fuse | None = None) -> Program:
     """The program for one trace: guard, forward and backward, written and compiled. `sources`:
-    where the index arrays came from, `effects`: what fn did besides ops (`compile.trace`)."""
-    return _Builder(fn, entries, sources, args, kwargs, result, effects).program()
+    where the index arrays came from, `effects`: what fn did besides ops (`compile.trace`),
+    `fuse`: a pass that rewrites the functions' lines into kernels (`autodiff.fusion.fuse`)."""
+    return _Builder(fn, entries, sources, args, kwargs, result, effects).program(fuse)
 
 
 class _Builder:
@@ -354,7 +363,7 @@ class _Builder:
         self.give_slot(e.out, f"t{k}")
         line = Line("forward", f"t{k}", named(self.namespace, e.op.name, e.op.forward), read,
                     _params(e.params, f"p{k}", self.namespace, self.from_slot),
-                    shape=self.shapes[f"t{k}"])
+                    shape=self.shapes[f"t{k}"], op=e.op, values=dict(e.params))
         line.into = self.written_by(k, e)
         if line.into is None and self.lend and e.op.writes_into and _worth_a_buffer(
                 e.out.data) and not any(np.may_share_memory(e.out.data, o)
@@ -540,7 +549,8 @@ class _Builder:
                 line = Line("backward", f"g_{name}", named(self.namespace, rule.__name__, rule),
                             [f"g_{out}", out] + [names[x] for x in e.inputs],
                             _params(params, f"p{k}", self.namespace, self.from_slot),
-                            into_keyword="into", shape=(t.shape, t.dtype))
+                            into_keyword="into", shape=(t.shape, t.dtype), op=e.op, rule=i,
+                            values=params)
                 if part is buffer:
                     buffered[name] = (line, buffer)
                     line.into = f"g_{name}_buffer"
@@ -571,7 +581,7 @@ class _Builder:
         return lines, [name in grads for name in leaves]
 
     # ------------------------------------------------------------ the whole program
-    def program(self) -> Program:
+    def program(self, fuse: Fuse | None = None) -> Program:
         for k, e in enumerate(self.entries):
             self.effect_lines(k)
             self.op(k, e)
@@ -613,6 +623,10 @@ class _Builder:
                 f"backward{j}", ["g", *read_slots, *values, *(b for b, _, _ in lent)],
                 made[0], f"[{', '.join(found)}]"))
         functions = [forward, *self.functions, *[b for b in backwards if b is not None]]
+        kernels: list[str] = []
+        if fuse is not None:
+            arrays = {slot: t.data for t, slot in self.names.items()}
+            functions, kernels = fuse(functions, self.shapes, arrays, self.namespace)
         self.namespace["captured"] = self.captured
         read_by_ops = {slot for line in self.forward for slot in line.read}
         read_by_ops |= set(self.from_slot.values())  # indices read from a tensor's slot
@@ -635,7 +649,7 @@ class _Builder:
                        text, functions, header, self.shapes, isinstance(self.result, tuple),
                        unread=unread, buffers=Buffers.of(self.buffers),
                        gradient_buffers=gradient_buffers, step=self.is_step, touched=touched,
-                       returns_none=self.result is None and self.is_step)
+                       returns_none=self.result is None and self.is_step, kernels=kernels)
 
 
 def _tuple(names: list[str]) -> str:

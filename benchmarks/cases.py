@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,8 @@ def training_steps(rows: int, sizes: tuple[int, int, int], dtype,
     """One SGD step of the notebook's network (relu, softmax, squared error, no biases) on
     `rows` × sizes[0] inputs, by the engine and by the hand-derived NumPy backprop, from the
     same weights. Returns {"engine": eager step, "compiled": the loss compiled (backward and
-    update outside), "whole step": the whole step compiled, "numpy": step}. The update is
+    update outside), "whole step": the whole step compiled, "fused": the whole step compiled
+    with backend="numba", "numpy": step}. The update is
     PyTorch's idiom, ``with no_grad(): w -= lr * w.grad``. With `pytorch_cell`, the step is
     written as the notebook's PyTorch cell: ``mm``, ``clamp(min=0)``, an ``nn.Softmax``-style
     module, ``** 2``, gradients zeroed (in place) before backward; otherwise gradients are set
@@ -57,13 +59,24 @@ def training_steps(rows: int, sizes: tuple[int, int, int], dtype,
         return step
 
     eager, compiled_loss = step_of(loss), step_of(ad.compile(loss))
-    whole = ad.compile(step_of(loss))
+    whole, fused = ad.compile(step_of(loss)), ad.compile(step_of(loss), backend="numba")
     steps = {"engine": lambda: eager(x_t, y_t), "compiled": lambda: compiled_loss(x_t, y_t),
-             "whole step": lambda: whole(x_t, y_t), "numpy": numpy}
+             "whole step": lambda: whole(x_t, y_t), "fused": lambda: fused(x_t, y_t),
+             "numpy": numpy}
     torch_step = _torch_step(rows, sizes, dtype)
     if torch_step is not None:
         steps["pytorch"] = torch_step
     return steps
+
+
+def first_fused_call() -> float:
+    """Seconds from nothing built to the end of the fused notebook step's first replay: numba's
+    import, the trace and numba's compile of the kernels (what a process pays once)."""
+    start = time.perf_counter()
+    fused = training_steps(100, (64, 50, 10), np.float64)["fused"]
+    fused()  # the trace
+    fused()  # the first replay: numba compiles the kernels, or loads them from its disk cache
+    return time.perf_counter() - start
 
 
 def adam_steps(rows: int, sizes: tuple[int, int, int], dtype) -> dict[str, Callable]:

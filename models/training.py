@@ -42,10 +42,10 @@ def initial_weights(seed: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def train_engine(data: Digits, batches: list[np.ndarray], w1: np.ndarray, w2: np.ndarray,
-                 lr: float, steps: int, compiled: bool = False) -> Run:
+                 lr: float, steps: int, compiled: bool = False, backend: str = "numpy") -> Run:
     """SGD with gradients from the engine: the notebook's PyTorch autograd version; with
     `compiled`, the whole step (forward, backward, update) is `autodiff.compile`d (traced once,
-    then replayed)."""
+    then replayed) with that `backend`."""
     w1_t, w2_t = ad.tensor(w1.copy(), requires_grad=True), ad.tensor(w2.copy(), requires_grad=True)
 
     def step(x: ad.Tensor, y: ad.Tensor) -> ad.Tensor:
@@ -57,8 +57,8 @@ def train_engine(data: Digits, batches: list[np.ndarray], w1: np.ndarray, w2: np
                 w.grad = None
         return loss
 
-    step_of = ad.compile(step) if compiled else step
-    name = "engine, compiled" if compiled else "engine"
+    step_of = ad.compile(step, backend=backend) if compiled else step
+    name = ("engine, fused" if backend == "numba" else "engine, compiled") if compiled else "engine"
     y_train = data.y_train
     losses = np.empty((len(batches), steps))
     start = time.perf_counter()

@@ -9,7 +9,8 @@ from autodiff.viz.dot import STYLE, Digraph, _escape, _require_graphviz
 
 # forward ops grey, backward rules orange, a whole step's effects (storing gradients, writing
 # into tensors, clearing .grad, optimizer updates) green
-COLOURS = {"forward": "#eeeeee", "backward": "#fdd49e", "effect": "#c7e9c0"}
+COLOURS = {"forward": "#eeeeee", "backward": "#fdd49e", "effect": "#c7e9c0",
+           "kernel": "#c6dbef"}
 
 
 def tape_to_dot(step: Compiled, *args: Any, rankdir: str = "TB", **kwargs: Any) -> Digraph:

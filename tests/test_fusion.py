@@ -1,0 +1,233 @@
+"""The fused backend, ``autodiff.compile(fn, backend="numba")``: each op's loop form gives
+eager's result (forward and gradient, broadcasting and reductions included), random programs
+and training steps agree with eager to the backend's tolerance, float32 stays float32, and the
+kernels are readable loops, cached on disk. What compile promises besides is tested on both
+backends in test_compile.py and test_compile_step.py."""
+
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import autodiff as ad
+from autodiff import optim, viz
+from autodiff.fusion import TOLERANCE, agree, cache_folder
+from autodiff.testing import arrays, distinct_arrays, programs, safe_floats
+
+UNARY = {
+    "exp": lambda x: x.exp(), "log": lambda x: x.log(), "sqrt": lambda x: x.sqrt(),
+    "abs": lambda x: x.abs(), "sign": lambda x: x.sign() * x, "relu": lambda x: x.relu(),
+    "sigmoid": lambda x: x.sigmoid(), "tanh": lambda x: x.tanh(), "sin": lambda x: x.sin(),
+    "cos": lambda x: x.cos(), "clone": lambda x: x.clone(), "neg": lambda x: -x,
+    "clamp": lambda x: x.clamp(min=-0.5, max=0.5),
+}
+BINARY = {
+    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / b, "pow": lambda a, b: a ** b,
+    "maximum": lambda a, b: ad.maximum(a, b), "minimum": lambda a, b: ad.minimum(a, b),
+}
+REDUCTIONS = {  # (op, fn, fused: a reduction along the last dim or over all of them)
+    "sum over all": ("sum", lambda x: x.sum(), True),
+    "sum along the last dim": ("sum", lambda x: x.sum(dim=-1), True),
+    "sum along the last dim, kept": ("sum", lambda x: x.sum(dim=-1, keepdim=True), True),
+    "sum along the first dim": ("sum", lambda x: x.sum(dim=0), False),
+    "amax along the last dim": ("max", lambda x: x.amax(dim=-1), True),
+    "amin along the last dim, kept": ("min", lambda x: x.amin(dim=-1, keepdim=True), True),
+    "amax over all": ("max", lambda x: x.amax() * 2, True),
+    "softmax along the last dim": ("softmax", lambda x: x.softmax(dim=-1), True),
+    "softmax along the first dim": ("softmax", lambda x: x.softmax(dim=0), False),
+    "log_softmax along the last dim": ("log_softmax", lambda x: x.log_softmax(dim=1), True),
+    "squared": ("pow", lambda x: x ** 2, True),
+}
+
+
+def fused_matches_eager(fn, inputs: list[np.ndarray], op: str, fused: bool = True) -> None:
+    """fn on tensors of these values, compiled with backend="numba" and replayed, gives eager's
+    output and every input's gradient (for a random upstream gradient), to the tolerance; the
+    op's line is in a kernel when `fused`."""
+    upstream = None
+    results = []
+    for compiled in (False, True):
+        tensors = [ad.tensor(a, requires_grad=True) for a in inputs]
+        run = ad.compile(fn, backend="numba") if compiled else fn
+        if compiled:
+            run(*[ad.tensor(a, requires_grad=True) for a in inputs])  # the trace
+        out = run(*tensors)
+        if upstream is None:
+            upstream = np.random.default_rng(0).standard_normal(out.shape)
+        out.backward(upstream)
+        results.append([out.data, *[t.grad.data for t in tensors]])
+    for got, expected in zip(results[1], results[0]):
+        assert agree(got, expected), (got, expected)
+    kernels = "\n".join(run.programs[0].kernels)
+    assert (f"= {op}(" in kernels) == fused, kernels
+
+
+@pytest.mark.parametrize("shape", [(7,), (3, 5)])
+@pytest.mark.parametrize("name", list(UNARY))
+@settings(max_examples=5)
+@given(data=st.data())
+def test_each_unary_ops_loop_form_gives_the_eager_result(name, shape, data):
+    x = data.draw(arrays(shape, elements=safe_floats(name, params={"min": -0.5, "max": 0.5})))
+    fused_matches_eager(UNARY[name], [x], name)
+
+
+@pytest.mark.parametrize("shapes", [((3, 5), (5,)), ((3, 5), (3, 1)), ((2, 3, 4), ())])
+@pytest.mark.parametrize("name", list(BINARY))
+@settings(max_examples=5)
+@given(data=st.data())
+def test_each_binary_ops_loop_form_gives_the_eager_result_broadcasting(name, shapes, data):
+    a = data.draw(distinct_arrays(shapes[0]) if name in ("maximum", "minimum")
+                  else arrays(shapes[0], elements=safe_floats(name, 0)))
+    b = data.draw(arrays(shapes[1], elements=safe_floats(name, 1)))
+    fused_matches_eager(BINARY[name], [a, b], name)
+
+
+@pytest.mark.parametrize("case", list(REDUCTIONS))
+@settings(max_examples=5)
+@given(data=st.data())
+def test_each_reductions_loop_form_gives_the_eager_result(case, data):
+    op, fn, fused = REDUCTIONS[case]
+    x = data.draw(distinct_arrays((4, 6)))  # no ties: max's gradient is then one element's
+    fused_matches_eager(fn, [x], op, fused)
+
+
+@settings(max_examples=25)
+@given(program=programs(), seed=st.integers(0, 2**32 - 1))
+def test_fused_and_eager_agree_on_random_programs(program, seed):
+    upstream = np.random.default_rng(seed).standard_normal(program(*program.tensors()).shape)
+    step = ad.compile(program, backend="numba")
+    for _ in range(2):  # the trace, then a replay
+        inputs, eager_inputs = program.tensors(), program.tensors()
+        out, expected = step(*inputs), program(*eager_inputs)
+        out.backward(upstream)
+        expected.backward(upstream)
+        assert agree(out.data, expected.data)
+        for t, e in zip(inputs, eager_inputs):
+            assert (t.grad is None) == (e.grad is None)
+            if e.grad is not None:
+                assert agree(t.grad.data, e.grad.data)
+
+
+def notebook_problem(dtype: str, seed: int = 0):
+    """The notebook's network, small: inputs, one-hot targets and two copies of the weights."""
+    rng = np.random.default_rng(seed)
+    x = ad.tensor((rng.random((20, 8)) * 4).astype(dtype))
+    y = ad.tensor(np.eye(3, dtype=dtype)[rng.integers(0, 3, 20)])
+    weights = [(rng.standard_normal(s) * 0.5).astype(dtype) for s in [(8, 6), (6, 3)]]
+    return x, y, [[ad.tensor(w.copy(), requires_grad=True) for w in weights] for _ in range(2)]
+
+
+def notebook_step(ws, optimizer=None, lr=0.05):
+    """One training step as the notebook's PyTorch cell, with an optimizer or by hand."""
+    def step(x, y):
+        if optimizer is not None:
+            optimizer.zero_grad()
+        loss = ((x.mm(ws[0]).clamp(min=0).mm(ws[1]).softmax(dim=1) - y) ** 2).sum()
+        loss.backward()
+        if optimizer is not None:
+            optimizer.step()
+        else:
+            with ad.no_grad():
+                for w in ws:
+                    w -= lr * w.grad
+                    w.grad = None
+        return loss
+    return step
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("optimizer", ["by hand", "SGD", "Adam"])
+def test_twenty_five_training_steps_agree_with_eager(optimizer, dtype):
+    x, y, (mine, theirs) = notebook_problem(dtype)
+    make = {"by hand": lambda ws: None, "SGD": lambda ws: optim.SGD(ws, lr=0.05, momentum=0.9),
+            "Adam": lambda ws: optim.Adam(ws, lr=0.01)}[optimizer]
+    fused = ad.compile(notebook_step(mine, make(mine)), backend="numba")
+    eager = notebook_step(theirs, make(theirs))
+    for _ in range(25):
+        got, expected = fused(x, y), eager(x, y)
+        assert got.dtype == np.dtype(dtype) and agree(got.data, expected.data)
+    for w, v in zip(mine, theirs):
+        assert w.dtype == np.dtype(dtype) and agree(w.data, v.data)
+    assert len(fused.programs) == 1
+
+
+def test_the_tape_shows_the_kernels_loops_and_the_region_that_calls_them():
+    x, y, (ws, _) = notebook_problem("float64")
+    step = ad.compile(notebook_step(ws), backend="numba")
+    before = [w.data.copy() for w in ws]
+    tape = step.tape(x, y)
+    assert all(np.array_equal(b, w.data) for b, w in zip(before, ws))  # looking takes no step
+    assert "region0(" in tape.split("def forward")[1].split("\n\n")[0]  # one call from Python
+    assert "# t3 = softmax(t2, dim=1)" in tape and "for j in range(3):" in tape
+    assert "np.dot(a0, c0)" in tape and "c0[i0, j] = " in tape  # the update, in place
+    dot = viz.tape_to_dot(step, x, y)
+    assert "region0" in dot.source
+
+
+def test_float32_stays_float32_inside_the_kernels():
+    x, y, (ws, _) = notebook_problem("float32")
+    tape = ad.compile(notebook_step(ws), backend="numba").tape(x, y)
+    assert "np.float32(" in tape and "np.float64" not in tape
+
+
+def test_an_update_that_reads_its_own_weight_through_a_view_is_not_fused_into_a_write():
+    """``w -= lr * w.T``: NumPy reads the old values; a loop writing w while reading w.T would
+    read some new ones, so the write stays a NumPy call."""
+    rng = np.random.default_rng(4)
+    start = rng.standard_normal((4, 4))
+    ws = [ad.tensor(start.copy(), requires_grad=True) for _ in range(2)]
+
+    def step_of(weight):
+        def step(x):
+            loss = (x @ weight).tanh().sum()
+            loss.backward()
+            with ad.no_grad():
+                for w in [weight]:
+                    w -= 0.1 * (w.grad + w.T)
+                    w.grad = None
+            return loss
+        return step
+
+    x = ad.tensor(rng.standard_normal((3, 4)))
+    fused, eager = ad.compile(step_of(ws[0]), backend="numba"), step_of(ws[1])
+    for _ in range(3):
+        fused(x), eager(x)
+        assert agree(ws[0].data, ws[1].data)
+    assert "sub(c0, t5, out=c0)" in fused.tape(x)  # a NumPy call: it buffers the overlap
+
+
+def test_an_unknown_backend_and_a_missing_numba_are_clear_errors(monkeypatch):
+    with pytest.raises(ValueError, match="compile: unknown backend 'jax'; expected one of "
+                                         "'numpy', 'numba'"):
+        ad.compile(lambda x: x, backend="jax")
+    monkeypatch.setitem(sys.modules, "numba", None)  # as if it were not installed
+    with pytest.raises(ImportError, match=r"pip install 'autodiff\[fast\]'"):
+        ad.compile(lambda x: x, backend="numba")
+
+
+def test_kernels_are_written_to_the_cache_folder_and_work_without_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTODIFF_CACHE", str(tmp_path / "kernels"))
+    assert cache_folder() == tmp_path / "kernels"
+    w = ad.tensor(np.linspace(-1, 1, 12).reshape(3, 4), requires_grad=True)
+    step = ad.compile(lambda x: (x * w).tanh().sum() * 1.25, backend="numba")
+    x = ad.tensor(np.full((3, 4), 0.5))
+    step(x), step(x)
+    files = list((tmp_path / "kernels").glob("autodiff_kernels_*.py"))
+    assert len(files) == 2 and not list((tmp_path / "kernels").glob(".*.tmp"))  # fwd, bwd
+    assert any(step.programs[0].kernels[0] in f.read_text() for f in files)
+    (tmp_path / "blocked").write_text("a file where the folder would be")
+    monkeypatch.setenv("AUTODIFF_CACHE", str(tmp_path / "blocked"))
+    other = ad.compile(lambda x: (x * w).sin().sum() * 0.75, backend="numba")
+    other(x)
+    assert agree(other(x).data, ((x * w).sin().sum() * 0.75).data)  # compiled in memory
+
+
+def test_the_tolerance_is_the_documented_one():
+    assert TOLERANCE[8] == 1e-12 and TOLERANCE[4] == 1e-5
+    assert agree(np.array([1.0, 2.0]), np.array([1.0, 2.0 + 1e-12]))
+    assert not agree(np.array([1.0, 2.0]), np.array([1.0, 2.0 + 1e-10]))
+    assert not agree(np.array([1.0, np.nan]), np.array([1.0, 2.0]))
+    assert not agree(np.array([1.0], np.float32), np.array([1.0]))
