@@ -146,7 +146,8 @@ class Run:
     lines: list[Line] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     values: dict[str, Value] = field(default_factory=dict)  # program name -> what it is now
-    defined: list[tuple[int, str, Value]] = field(default_factory=list)  # (line, name, value)
+    # each line's value: (its position, the name it binds, the value, the shape it has there)
+    defined: list[tuple[int, str, Value, tuple[int, ...]]] = field(default_factory=list)
     inputs: list[Value] = field(default_factory=list)
     locals: set[str] = field(default_factory=set)
     stage: int = 0
@@ -229,33 +230,40 @@ class Run:
         for k, (variable, expression) in enumerate(statements):
             last = k == len(statements) - 1
             bound[variable] = self.expression(expression, bound, dims, line.out if last else
-                                              f"{line.out}_{variable}", copy=last)
+                                              f"{line.out}_{variable}")
         result = bound[statements[-1][0]]
         if line.accumulate != "=":  # a gradient's second share: added to the first
             before = self.read(line.out, known)
             result = self.map(ast.BinOp(_name(before), ast.Add(), _name(result)),
                               line.out, [before, result])
-        if result.kind in ("scalar", "row") and shape == self.shape:  # broadcast to each element
-            result = self.map(_name(result), line.out, [result], kind="full")
-        if result.kind == "full" and shape != self.shape:
-            raise Unfusable("an element's value of another shape")
-        if result.kind == "scalar" and shape != ():
-            raise Unfusable("a broadcast value of another shape")
-        if result.kind == "row" and result.reduced == ():
-            raise Unfusable("one value per row, not reduced")
-        result.shape = shape
+        if shape != self.shape and not (  # a full value, or a reduction as it was made
+                result.kind == "scalar" and int(np.prod(shape)) == 1 or result.kind in (
+                    "row", "total") and shape in _reduced_shapes(self.shape, result.reduced)):
+            raise Unfusable(f"a value of shape {shape} in a run over {self.shape}")
+        if result.kind in ("row", "total") and shape != self.shape:
+            result.shape = shape  # kept dims or not: where its output array has them
         if line.into is not None and not line.into.endswith("_buffer"):
-            self.write_into(line.into, result, arrays)
-        elif line.into is not None and result.kind == "full":
+            result = self.write_into(line.into, result, line.out, arrays)
+        elif line.into is not None and self.fits(result, shape) and not self.bound(result):
             self.writes[id(result)] = line.into
         self.values[line.out] = result
-        self.defined.append((position, line.out, result))
+        self.defined.append((position, line.out, result, shape))
 
-    def write_into(self, target: str, result: Value, arrays: dict[str, np.ndarray]) -> None:
+    def fits(self, value: Value, shape: tuple[int, ...]) -> bool:
+        """Whether the value can be written out as an array of this shape as it is: made by
+        the run, and one per element where the shape is the run's."""
+        return value.source is None and (value.kind == "full" or shape != self.shape)
+
+    def bound(self, value: Value) -> bool:
+        """Whether a line before bound it to a name."""
+        return any(v is value for _, _, v, _ in self.defined)
+
+    def write_into(self, target: str, result: Value, name: str,
+                   arrays: dict[str, np.ndarray]) -> Value:
         """A value written into a caller's array (``out=c0``: a weight's update): the run's
         last line, and no other array it reads may share that array's memory."""
-        if result.kind != "full":
-            raise Unfusable("a write of a reduced value")
+        if not self.fits(result, self.shape) or self.bound(result):
+            result = self.map(_name(result), name, [result], kind="full")
         array = arrays.get(target)
         for value in self.inputs:
             other = arrays.get(value.source or "")
@@ -264,9 +272,10 @@ class Run:
                 raise Unfusable(f"{value.source} shares memory with {target}")
         self.writes[id(result)] = target
         self.closed = True
+        return result
 
     def expression(self, text: str, bound: dict[str, Value], dims: tuple[int, ...] | None,
-                   name: str, copy: bool) -> Value:
+                   name: str) -> Value:
         """One statement of a recipe: its reductions lifted into steps of their own, then the
         rest as a step."""
         tree = ast.parse(text, mode="eval").body
@@ -289,10 +298,8 @@ class Run:
             return node
 
         tree = visit(tree)
-        made = self.by_local().get(tree.id) if isinstance(tree, ast.Name) else None
-        if made is not None and (not copy or made.source is None and not any(
-                made is v for v in self.values.values())):
-            return made  # a name for a value already made (a line's own: no copy)
+        if isinstance(tree, ast.Name) and tree.id in self.by_local():
+            return self.by_local()[tree.id]  # a name for a value already there: no step
         return self.map(tree, name, self.operands(tree))
 
     def by_local(self) -> dict[str, Value]:
@@ -353,13 +360,20 @@ class Run:
         return 0 if v.source is not None else v.stage
 
     # ------------------------------------------------------------ the kernel
-    def outputs(self, escaping: set[int]) -> list[Value]:
-        made = {id(s.target) for s in self.steps}
-        outs: list[Value] = []
-        for _, _, value in self.defined:
-            if (id(value) in escaping or id(value) in self.writes) and value not in outs:
-                assert id(value) in made  # a line's value is a step's (`expression`, copy)
-                outs.append(value)
+    def outputs(self, escaping: set[int]) -> list[tuple[str, Value]]:
+        """The names the run binds that are read after it (`escaping`: their places in
+        `defined`), each with the value written out for it: a copy where the value is an
+        input's, another name's, or one to broadcast to the run's shape."""
+        outs: list[tuple[str, Value]] = []
+        for k, (_, name, value, shape) in enumerate(self.defined):
+            if k not in escaping and id(value) not in self.writes:
+                continue
+            if id(value) not in self.writes and (not self.fits(value, shape) or any(
+                    v is value for _, v in outs)):
+                value = self.map(_name(value), name, [value],
+                                 kind="full" if shape == self.shape else "")
+            value.shape = shape
+            outs.append((name, value))
         return outs
 
     def source(self, name: str, outs: list[Value]) -> tuple[str, list[str]]:
@@ -472,6 +486,12 @@ class Run:
         return ", ".join("0" for _ in v.shape) if v.shape else "()"
 
 
+def _reduced_shapes(shape: tuple[int, ...], dims: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """The shapes of a reduction of `shape` over `dims`, with keepdim and without."""
+    return [tuple(1 if d in dims else n for d, n in enumerate(shape)),
+            tuple(n for d, n in enumerate(shape) if d not in dims)]
+
+
 def _loop_variable(d: int, nd: int) -> str:
     return "j" if d == nd - 1 else f"i{d}"
 
@@ -554,6 +574,7 @@ def fuse_function(function: Function, shapes: dict[str, tuple[tuple[int, ...], n
                   arrays: dict[str, np.ndarray], namespace: dict[str, Any],
                   sources: list[str]) -> Function:
     """One function's runs as kernels and its stretches of kernels and matmuls as regions."""
+    function = replace(function, lines=_hoisted(function.lines))
     known = dict(shapes)
     runs: list[tuple[int, Run]] = []  # (the position of its first line, the run)
     run: Run | None = None
@@ -574,16 +595,18 @@ def fuse_function(function: Function, shapes: dict[str, tuple[tuple[int, ...], n
     kernels: list[str] = []
     replaced: list[tuple[int, int, Line]] = []
     for start, run in runs:
+        end = start + len(run.lines)
+        try:
+            outs = run.outputs(_escaping(function.lines, function.returns, end, [
+                (p, n, k) for k, (p, n, _, _) in enumerate(run.defined)]))
+        except Unfusable:  # a total read under two names: left to NumPy
+            continue
         if not any(s.reduce or s.target.kind != "scalar" for s in run.steps):
             continue  # only names and numbers: nothing to loop over
-        end = start + len(run.lines)
-        outs = run.outputs(_escaping(function.lines, function.returns, end,
-                                     [(p, n, id(v)) for p, n, v in run.defined]))
         name = f"{prefix}kernel{len(kernels)}"
-        source, arguments = run.source(name, outs)
+        source, arguments = run.source(name, [value for _, value in outs])
         kernels.append(source)
-        out_names = [[n for _, n, value in run.defined if value is v][-1] for v in outs]
-        replaced.append((start, end, Line("kernel", ", ".join(out_names) or None, name,
+        replaced.append((start, end, Line("kernel", ", ".join(n for n, _ in outs) or None, name,
                                           arguments)))
     lines = list(function.lines)
     for start, end, line in reversed(replaced):
@@ -613,11 +636,11 @@ def _regions(lines: list[Line], returns: str, known: dict[str, tuple[tuple[int, 
             stretches[-1].append(position)
         else:
             stretches.append([position])
+    stretches = [positions for positions in stretches if len(positions) > 1
+                 and any(lines[p].kind == "kernel" for p in positions)]
     regions: list[str] = []
-    for positions in reversed(stretches):
+    for number, positions in reversed(list(enumerate(stretches))):
         inside = [lines[p] for p in positions]
-        if len(inside) < 2 or not any(line.kind == "kernel" for line in inside):
-            continue
         start, end = positions[0], positions[-1] + 1
         defined = [(p, n, k) for k, p in enumerate(positions) for n in _bound(lines[p])]
         made = {n for _, n, _ in defined}
@@ -627,7 +650,7 @@ def _regions(lines: list[Line], returns: str, known: dict[str, tuple[tuple[int, 
         for line in inside:
             read = [] if line.function == "ones" else _read_by(line)  # ones((), float64)
             parameters += [name for name in read if name not in made and name not in parameters]
-        name = f"{prefix}region{len(stretches) - len(regions) - 1}"
+        name = f"{prefix}region{number}"
         body = [_in_numba(line, known) for line in inside]
         returned = ", ".join(outs)
         regions.append("\n".join([f"def {name}({', '.join(parameters)}):",
@@ -668,6 +691,41 @@ def _in_numba(line: Line, known: dict[str, tuple[tuple[int, ...], np.dtype]]) ->
     if line.accumulate == "+":
         return f"{line.out} = {line.out} + {product}"
     return f"{line.out} = {product}"
+
+
+def _hoisted(lines: list[Line]) -> list[Line]:
+    """The lines with each that numba cannot run moved up above the ops before it that it does
+    not depend on, nor they on it: a step's ``w.grad.zero_()`` (written after the forward) then
+    comes before it, and the forward and the backward make one run. A line that stores
+    gradients or updates a parameter is never moved (it acts on tensors the names do not show),
+    nor anything across it."""
+    order: list[Line] = []
+    for line in lines:
+        at = len(order)
+        if not _numba_may_run(line) and line.function not in ("store_gradients",
+                                                               "update_param"):
+            while at and _numba_may_run(order[at - 1]) and _independent(line, order[at - 1]):
+                at -= 1
+        order.insert(at, line)
+    return order
+
+
+def _numba_may_run(line: Line) -> bool:
+    """An op with a loop form, a matmul, a name bound again: what a run or a region may hold."""
+    if line.kind == "check":
+        return False
+    if line.function in (None, "ones"):
+        return True
+    return line.op is not None and (line.op.loop is not None or line.op.name == "matmul")
+
+
+def _independent(moved: Line, other: Line) -> bool:
+    """Neither line reads or writes what the other binds or writes."""
+    def written(line: Line) -> set[str]:
+        return set(_bound(line)) | {n for n in (line.into, line.target) if n is not None}
+
+    return not (written(moved) & (written(other) | set(_read_by(other)))
+                or written(other) & set(_read_by(moved)))
 
 
 def _start(position: int, line: Line, known: dict[str, tuple[tuple[int, ...], np.dtype]],
