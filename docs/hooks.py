@@ -41,6 +41,27 @@ def operations_table() -> str:
     return "\n".join(rows)
 
 
+def loop_forms_table() -> str:
+    """Each op's loop form (`primitive.Loop`), as the fused backend writes it."""
+    from autodiff.ops import OPS
+
+    def shown(recipe: object) -> str:
+        if recipe is None:
+            return "no gradient"
+        if callable(recipe):  # a function of the params: the source of its one expression
+            return f"from its params: `{recipe.__name__}`"
+        return f"`{recipe}`"
+
+    rows = ["| op | forward, in a loop | gradient rules, in a loop |", "|---|---|---|"]
+    for op in OPS.values():
+        if op.loop is not None:
+            rules = "<br>".join(f"{name}: {shown(r)}" for name, r in zip(op.input_names,
+                                                                          op.loop.vjps))
+            rows.append(f"| `{op.name}` | {shown(op.loop.forward)} | {rules} |")
+    missing = ", ".join(f"`{name}`" for name, op in OPS.items() if op.loop is None)
+    return "\n".join(rows) + f"\n\nWithout a loop form (they run as NumPy calls): {missing}."
+
+
 def benchmarks_table() -> str:
     from benchmarks.markdown import table
 
@@ -71,6 +92,7 @@ def notebook_table() -> str:
 
 
 GENERATED = {"<!-- generated: operations -->": operations_table,
+             "<!-- generated: loop forms -->": loop_forms_table,
              "<!-- generated: benchmarks -->": benchmarks_table,
              "<!-- generated: notebook -->": notebook_table}
 

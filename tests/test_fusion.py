@@ -4,7 +4,9 @@ and training steps agree with eager to the backend's tolerance, float32 stays fl
 kernels are readable loops, cached on disk. What compile promises besides is tested on both
 backends in test_compile.py and test_compile_step.py."""
 
+import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,3 +233,13 @@ def test_the_tolerance_is_the_documented_one():
     assert not agree(np.array([1.0, 2.0]), np.array([1.0, 2.0 + 1e-10]))
     assert not agree(np.array([1.0, np.nan]), np.array([1.0, 2.0]))
     assert not agree(np.array([1.0], np.float32), np.array([1.0]))
+
+
+def test_the_fusion_page_shows_the_kernel_and_the_region_its_example_writes():
+    page = (Path(__file__).resolve().parents[1] / "docs" / "fusion.md").read_text()
+    example = re.search(r"```python\n(.*?)```", page, re.S)
+    shown = re.findall(r"```\n(def .*?)```", page, re.S)
+    assert example is not None and len(shown) == 2
+    names: dict = {}
+    exec(example.group(1).replace("print(", "str("), names)
+    assert all(code in names["tape"] + "\n" for code in shown)

@@ -16,8 +16,9 @@ COLOURS = {"forward": "#eeeeee", "backward": "#fdd49e", "effect": "#c7e9c0",
 def tape_to_dot(step: Compiled, *args: Any, rankdir: str = "TB", **kwargs: Any) -> Digraph:
     """The program `step` replays for these arguments (traced if need be, taking no step): each
     slot a box with its shape, each line of the forward an op (grey), each line of the backward
-    the VJP rule it calls (orange), each effect of a whole training step (green), edges from
-    the slots a line reads to the slot it writes."""
+    the VJP rule it calls (orange), each effect of a whole training step (green), each call of
+    a fused kernel or region (blue, ``backend="numba"``), edges from the slots a line reads to
+    the slot it writes."""
     _require_graphviz()
     program = step.program(*args, **kwargs)
     dot = Digraph("tape", graph_attr=dict(rankdir=rankdir, fontname="Helvetica"))
