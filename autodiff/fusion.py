@@ -37,6 +37,7 @@ import numpy as np
 
 from autodiff.program import Function, Line, emit
 
+FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # what numba's loops and np.dot take
 REDUCTIONS = {"reduce_sum": "sum", "reduce_max": "max", "reduce_min": "min"}
 START = {"sum": "0", "max": "-np.inf", "min": "np.inf"}  # a reduction's value before any element
 
@@ -683,8 +684,8 @@ def _in_numba(line: Line, known: dict[str, tuple[tuple[int, ...], np.dtype]]) ->
     else:
         g, _, a, b = line.read
         product = f"np.dot({g}, {b}.T)" if line.rule == 0 else f"np.dot({a}.T, {g})"
-    if not all(name in known and len(known[name][0]) == 2 and known[name][1].kind == "f"
-               for name in (a, b)):
+    if not all(name in known and len(known[name][0]) == 2 and known[name][1] in FLOATS
+               and known[name][1] == known[a][1] for name in (a, b)):
         return None
     if line.accumulate == "+=":
         return f"{line.out} += {product}"
@@ -737,7 +738,7 @@ def _start(position: int, line: Line, known: dict[str, tuple[tuple[int, ...], np
     if line.rule is None and isinstance(line.op.loop.forward, str) and \
             line.op.loop.forward.startswith("reduce_") and line.read[0] in known:
         shape = known[line.read[0]][0]  # a reduction runs over its input
-    if not shape or shape[-1] == 1 or dtype.kind != "f":
+    if not shape or shape[-1] == 1 or dtype not in FLOATS:
         return None
     run = Run(shape, dtype)
     try:

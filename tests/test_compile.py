@@ -167,9 +167,10 @@ def test_no_grad_inside_the_step_is_respected(backend):
         assert w.grad.tolist() == [20.0]  # d(x·w·scale)/dw with scale constant
 
 
-def test_create_graph_and_functions_are_refused_clearly():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_create_graph_and_functions_are_refused_clearly(backend):
     w = ad.tensor([2.0], requires_grad=True)
-    step = ad.compile(lambda x: (x * w * w).sum())
+    step = ad.compile(lambda x: (x * w * w).sum(), backend=backend)
     step(ad.tensor([1.0]))
     with pytest.raises(RuntimeError, match=re.escape(
             "backward: create_graph=True through an autodiff.compile'd function is not "
@@ -182,7 +183,7 @@ def test_create_graph_and_functions_are_refused_clearly():
             return x.data * 2
 
     with pytest.raises(TypeError, match="Double: autodiff.compile cannot trace"):
-        ad.compile(lambda x: Double.apply(x))(ad.tensor([1.0]))
+        ad.compile(lambda x: Double.apply(x), backend=backend)(ad.tensor([1.0]))
 
 
 def test_the_tape_prints_one_line_per_op_with_shapes():
@@ -212,16 +213,17 @@ def test_a_sgd_optimizer_on_float32_parameters(backend):
     assert loss.dtype == np.float32 and loss.item() < first
 
 
-def test_inside_forward_mode_or_anomaly_mode_the_function_runs_eagerly():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_inside_forward_mode_or_anomaly_mode_the_function_runs_eagerly(backend):
     w = ad.tensor([1.5, 2.0], requires_grad=True)
-    step = ad.compile(lambda x: (x * w).sin().sum())
+    step = ad.compile(lambda x: (x * w).sin().sum(), backend=backend)
     x = ad.tensor([0.3, 0.4])
     step(x)  # traced
     step(x)  # replayed
     _, jv = ad.jvp(step, x, ad.tensor([1.0, 0.0]))  # tangents need every op: eager
     assert jv.item() == pytest.approx(np.cos(0.3 * 1.5) * 1.5)
     with ad.detect_anomaly(), pytest.raises(ad.AnomalyError, match="log: produced nan"):
-        ad.compile(lambda t: t.log())(ad.tensor([-1.0]))
+        ad.compile(lambda t: t.log(), backend=backend)(ad.tensor([-1.0]))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -238,18 +240,20 @@ def test_a_tensor_given_by_keyword_is_an_argument_read_at_each_replay(backend):
     assert step(x=x, scale=ad.tensor(5.0)).tolist() == [5.0, 10.0]  # every tensor by keyword
 
 
-def test_a_keyword_only_tensor_is_refused():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_keyword_only_tensor_is_refused(backend):
     def scaled(x, *, scale):
         return x * scale
 
-    step = ad.compile(scaled)
+    step = ad.compile(scaled, backend=backend)
     with pytest.raises(TypeError, match="scaled takes a Tensor as a keyword-only argument"):
         step(ad.tensor([1.0]), scale=ad.tensor(2.0))
 
 
-def test_an_argument_modified_in_place_before_backward_is_refused_as_in_eager():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_argument_modified_in_place_before_backward_is_refused_as_in_eager(backend):
     w = ad.tensor([1.0, 2.0], requires_grad=True)
-    step = ad.compile(lambda x: (x * w).sum())
+    step = ad.compile(lambda x: (x * w).sum(), backend=backend)
     step(ad.tensor([3.0, 4.0]))  # traced
     x = ad.tensor([3.0, 4.0])
     loss = step(x)  # replayed: its backward reads x (d/dw = x)
@@ -258,9 +262,10 @@ def test_an_argument_modified_in_place_before_backward_is_refused_as_in_eager():
         loss.backward()
 
 
-def test_the_guard_retraces_on_what_the_trace_was_specialised_to():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_guard_retraces_on_what_the_trace_was_specialised_to(backend):
     w = ad.tensor(np.ones(3), requires_grad=True)
-    step = ad.compile(lambda x, scale, *, power=1: ((x * w) * scale) ** power)
+    step = ad.compile(lambda x, scale, *, power=1: ((x * w) * scale) ** power, backend=backend)
     x = ad.tensor(np.arange(3.0))
     assert step(x, 2.0).tolist() == [0.0, 2.0, 4.0]
     assert step(x, 3.0).tolist() == [0.0, 3.0, 6.0]  # another value: traced again
@@ -277,8 +282,9 @@ def test_the_guard_retraces_on_what_the_trace_was_specialised_to():
     assert "args[0].data.shape == (3,)" in guard and "captured[0].requires_grad is False" in guard
 
 
-def test_an_unhashable_argument_is_guarded_by_identity():
-    step = ad.compile(lambda x, factors: x * factors[0])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_unhashable_argument_is_guarded_by_identity(backend):
+    step = ad.compile(lambda x, factors: x * factors[0], backend=backend)
     factors = [2.0]
     x = ad.tensor([1.0, 2.0])
     assert step(x, factors).tolist() == [2.0, 4.0]
@@ -353,7 +359,8 @@ def test_an_expression_computed_twice_is_computed_once():
     np.testing.assert_array_max_ulp(compiled, w.grad.data, maxulp=4)
 
 
-def test_outputs_and_ops_under_another_grad_mode_are_never_merged():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_outputs_and_ops_under_another_grad_mode_are_never_merged(backend):
     w = ad.tensor([1.0, 2.0], requires_grad=True)
 
     def f(x):
@@ -361,7 +368,7 @@ def test_outputs_and_ops_under_another_grad_mode_are_never_merged():
             frozen = (x * w).sum()
         return (x * w).sum() * frozen, x.exp(), x.exp()
 
-    step = ad.compile(f)
+    step = ad.compile(f, backend=backend)
     x = ad.tensor([0.0, 1.0])
     step(x)
     loss, e1, e2 = step(x)
@@ -440,7 +447,8 @@ ACTING_OUTSIDE_THE_OPS = {  # what each does, in the refusal's words: work a rep
 
 
 @pytest.mark.parametrize("what", list(ACTING_OUTSIDE_THE_OPS))
-def test_work_a_replay_would_not_repeat_is_refused_while_tracing(what):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_work_a_replay_would_not_repeat_is_refused_while_tracing(what, backend):
     """A trace records ops; these act on .grad, a random generator or values outside them, so
     a replay would silently skip them. Uncompiled, the same function runs."""
     fn = ACTING_OUTSIDE_THE_OPS[what]
@@ -448,7 +456,7 @@ def test_work_a_replay_would_not_repeat_is_refused_while_tracing(what):
     with pytest.raises(RuntimeError, match=rf"compile: {what}.* inside a compiled function would "
                                            "run once, while it is traced, and never when it is "
                                            "replayed; "):
-        ad.compile(fn)(x)
+        ad.compile(fn, backend=backend)(x)
     fn(x)
 
 
@@ -470,11 +478,12 @@ def test_values_that_pass_no_gradient_are_replayed_not_frozen(backend, first, se
     replays_as_eager(step, f, w, ad.tensor(second))
 
 
-def test_rebinding_a_name_the_function_reads_traces_again():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rebinding_a_name_the_function_reads_traces_again(backend):
     """A new tensor, a new number under a global or closure name: the guard sees the name
     bound to something else and traces again, so the new value is used (and gets .grad)."""
     module = {"w": ad.tensor([1.0, 1.0], requires_grad=True), "scale": 2.0}
-    step = ad.compile(eval("lambda x: (x * w).sum() * scale", module))
+    step = ad.compile(eval("lambda x: (x * w).sum() * scale", module), backend=backend)
     x = ad.tensor([1.0, 2.0])
     assert step(x).item() == step(x).item() == 6.0
     module["w"] = ad.tensor([10.0, 10.0], requires_grad=True)  # a notebook cell run again
@@ -486,12 +495,13 @@ def test_rebinding_a_name_the_function_reads_traces_again():
     assert step(x).item() == 90.0 and len(step.programs) == 3
 
     weights = {"params": [ad.tensor([1.0, 1.0], requires_grad=True)]}
-    by_list = ad.compile(eval("lambda x: (x * params[0]).sum()", weights))
+    by_list = ad.compile(eval("lambda x: (x * params[0]).sum()", weights), backend=backend)
     assert by_list(x).item() == by_list(x).item() == 3.0
     weights["params"][0] = ad.tensor([5.0, 5.0], requires_grad=True)  # replaced in the list
     assert by_list(x).item() == 15.0
     layers = {"layers": {("fc", "weight"): ad.tensor([1.0, 1.0], requires_grad=True)}}
-    by_key = ad.compile(eval("lambda x: (x * layers[('fc', 'weight')]).sum()", layers))
+    by_key = ad.compile(eval("lambda x: (x * layers[('fc', 'weight')]).sum()", layers),
+                        backend=backend)
     assert by_key(x).item() == by_key(x).item() == 3.0
     layers["layers"][("fc", "weight")] = ad.tensor([2.0, 2.0], requires_grad=True)
     assert by_key(x).item() == 6.0
@@ -501,7 +511,7 @@ def test_rebinding_a_name_the_function_reads_traces_again():
     def with_bias(x):
         return (x + bias).sum()
 
-    closure_step = ad.compile(with_bias)
+    closure_step = ad.compile(with_bias, backend=backend)
     assert closure_step(x).item() == closure_step(x).item() == 5.0
     bias = ad.tensor(5.0)  # noqa: F841 (read by with_bias, through its closure)
     assert closure_step(x).item() == 13.0
@@ -525,13 +535,14 @@ def test_an_index_from_a_tensor_argument_is_read_at_each_call(backend, first, se
     assert "index=(p1_index_0, a1)" in step.tape(logits, labels) and len(step.programs) == 1
 
 
-def test_a_tensor_argument_no_op_reads_is_guarded_by_identity():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_tensor_argument_no_op_reads_is_guarded_by_identity(backend):
     """Its values were used some other way (through .data here), which the trace froze: a new
     tensor there traces again."""
     def scaled(x, t):
         return (x * float(t.data.sum())).sum()
 
-    step = ad.compile(scaled)
+    step = ad.compile(scaled, backend=backend)
     x = ad.tensor([1.0, 2.0])
     assert step(x, ad.tensor([1.0, 1.0])).item() == 6.0
     assert step(x, ad.tensor([2.0, 2.0])).item() == 12.0 and len(step.programs) == 2
@@ -542,10 +553,11 @@ def test_a_tensor_argument_no_op_reads_is_guarded_by_identity():
     assert "argument 1, (2,) float64, read by no op: guarded by identity" in step.tape(x, x * 1)
 
 
-def test_a_mask_that_selects_another_count_is_refused_at_replay():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_mask_that_selects_another_count_is_refused_at_replay(backend):
     """x[x > 1]: the trace knows how many elements the mask picked; a replay that picks as many
     is right, one that picks another count raises (the shape depends on values)."""
-    step = ad.compile(lambda x: (x[x > 1] * 2).sum())
+    step = ad.compile(lambda x: (x[x > 1] * 2).sum(), backend=backend)
     assert step(ad.tensor([0.0, 2.0, 3.0])).item() == 10.0
     assert step(ad.tensor([5.0, 0.0, 4.0])).item() == 18.0
     with pytest.raises(ad.CompileCheckError, match=r"compile: indexing by a boolean mask gave "
@@ -561,7 +573,8 @@ Batch = namedtuple("Batch", "x y")
     lambda x, y: ([x, y],), lambda x, y: ((x, y),), lambda x, y: ({"x": x, "y": y},),
     lambda x, y: (Batch(x, y),), lambda x, y: ({"pair": [x, y]},)], ids=[
     "list", "tuple", "dict", "namedtuple", "nested"])
-def test_tensors_inside_a_list_tuple_or_dict_argument_are_arguments(pack):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tensors_inside_a_list_tuple_or_dict_argument_are_arguments(pack, backend):
     """As jax.jit takes a pytree's leaves: each tensor inside is a slot, read from where it
     stands at every call, so a new batch in the same container (or a mutated list) is used."""
     w = ad.tensor([1.0, -1.0], requires_grad=True)
@@ -571,7 +584,7 @@ def test_tensors_inside_a_list_tuple_or_dict_argument_are_arguments(pack):
         x, y = (parts["x"], parts["y"]) if isinstance(parts, dict) else parts
         return ((x * w - y) ** 2).sum()
 
-    step = ad.compile(loss)
+    step = ad.compile(loss, backend=backend)
     rng = np.random.default_rng(0)
     container = None
     for _ in range(3):
@@ -585,18 +598,20 @@ def test_tensors_inside_a_list_tuple_or_dict_argument_are_arguments(pack):
     assert "# a0_0: argument 0" in step.tape(container)
 
 
-def test_a_tensor_inside_a_keyword_argument_is_an_argument_too():
-    step = ad.compile(lambda x, extra=None: (x * extra[0]).sum())
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_tensor_inside_a_keyword_argument_is_an_argument_too(backend):
+    step = ad.compile(lambda x, extra=None: (x * extra[0]).sum(), backend=backend)
     for value in (2.0, 7.0):
         assert step(ad.tensor([1.0]), extra=[ad.tensor([value])]).item() == value
     assert len(step.programs) == 1
 
 
-def test_a_negative_label_at_a_replay_is_refused_as_cross_entropy_refuses_it_eagerly():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_negative_label_at_a_replay_is_refused_as_cross_entropy_refuses_it_eagerly(backend):
     """cross_entropy checks its labels in Python, which a replay does not run again; NumPy
     would take -1 as the last class. The replay checks the index read from the labels' slot."""
     logits = ad.tensor(np.zeros((3, 4)), requires_grad=True)
-    step = ad.compile(cross_entropy)
+    step = ad.compile(cross_entropy, backend=backend)
     step(logits, ad.tensor([0, 1, 2]))
     assert step(logits, ad.tensor([3, 3, 0])).item() == pytest.approx(np.log(4))
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\]"):
@@ -752,14 +767,16 @@ def test_the_cache_keeps_eight_programs_by_default_and_one_when_asked():
     assert single(ad.ones(10)).item() == 30.0  # the one it kept replays
 
 
-def test_the_eager_function_runs_only_to_trace_and_to_check():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_eager_function_runs_only_to_trace_and_to_check(backend):
     calls = []
 
     def loss(x):
         calls.append(1)
         return (x * x).sum()
 
-    plain, checked = ad.compile(loss), ad.compile(loss, check=True)
+    plain = ad.compile(loss, backend=backend)
+    checked = ad.compile(loss, check=True, backend=backend)
     for _ in range(10):
         plain(ad.ones(3))
     assert len(calls) == 1  # traced once, then replayed
@@ -784,9 +801,10 @@ def test_a_callable_object_is_named_by_its_type_in_messages():
         ad.compile(Step(ad.tensor([1.0, 2.0, 3.0], requires_grad=True)))(ad.ones(3))
 
 
-def test_a_tensor_changed_in_place_before_the_call_is_no_reason_to_refuse_backward():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_tensor_changed_in_place_before_the_call_is_no_reason_to_refuse_backward(backend):
     w = ad.tensor([1.0, 2.0], requires_grad=True)
-    step = ad.compile(lambda x: (x * w).sum())
+    step = ad.compile(lambda x: (x * w).sum(), backend=backend)
     step(ad.ones(2)).backward()
     with ad.no_grad():
         w -= 0.5 * w.grad  # a version before this call's: the call reads the new values
