@@ -153,7 +153,8 @@ class Run:
     locals: set[str] = field(default_factory=set)
     stage: int = 0
     closed: bool = False  # a write into a caller's array ends it
-    writes: dict[int, str] = field(default_factory=dict)  # id(value) -> the array it fills
+    writes: dict[int, str] = field(default_factory=dict)  # id(value) -> a caller's array
+    buffers: dict[int, str] = field(default_factory=dict)  # id(value) -> a program's buffer
 
     # ------------------------------------------------------------ reading
     def fresh(self, name: str) -> str:
@@ -206,12 +207,12 @@ class Run:
         if self.closed:
             raise Unfusable("the run wrote into a caller's array")
         saved = (dict(self.values), list(self.steps), list(self.inputs), set(self.locals),
-                 self.stage, list(self.defined), dict(self.writes))
+                 self.stage, list(self.defined), dict(self.writes), dict(self.buffers))
         try:
             self._add(position, line, known, arrays)
         except Unfusable:
             (self.values, self.steps, self.inputs, self.locals, self.stage, self.defined,
-             self.writes) = saved
+             self.writes, self.buffers) = saved
             raise
         self.lines.append(line)
 
@@ -246,7 +247,7 @@ class Run:
         if line.into is not None and not line.into.endswith("_buffer"):
             result = self.write_into(line.into, result, line.out, arrays)
         elif line.into is not None and self.fits(result, shape) and not self.bound(result):
-            self.writes[id(result)] = line.into
+            self.buffers[id(result)] = line.into  # where it goes, if it is written out
         self.values[line.out] = result
         self.defined.append((position, line.out, result, shape))
 
@@ -389,7 +390,7 @@ class Run:
         arguments = [f"{v.source}[()]" if v.scalar_input else str(v.source) for v in self.inputs]
         arrays = {}  # id(an output) -> the array it is written into, as the kernel names it
         for v in outs:
-            target = self.writes.get(id(v))
+            target = self.writes.get(id(v), self.buffers.get(id(v)))
             if target is None:
                 arrays[id(v)] = self.fresh(f"{v.local}_out")
             elif target in arguments and not self.inputs[arguments.index(target)].scalar_input:
@@ -400,7 +401,7 @@ class Run:
                 arguments.append(target)
         body = [f"# {_text(line)}" for line in self.lines]
         for v in outs:
-            if id(v) not in self.writes:
+            if id(v) not in self.writes and id(v) not in self.buffers:
                 body.append(f"{arrays[id(v)]} = np.empty({v.shape}, {dtype})")
         kept = [s.target for s in self.steps if s.target.kept]
         body += [f"{v.local}_row = np.empty({width}, {dtype})" for v in kept]
