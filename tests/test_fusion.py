@@ -243,3 +243,26 @@ def test_the_fusion_page_shows_the_kernel_and_the_region_its_example_writes():
     names: dict = {}
     exec(example.group(1).replace("print(", "str("), names)
     assert all(code in names["tape"] + "\n" for code in shown)
+
+
+def test_a_temporary_that_nothing_reads_is_never_written_out_even_with_a_buffer():
+    """``w -= lr * w.grad`` on a 256 KiB weight: the NumPy backend writes ``lr * w.grad`` into
+    a buffer it keeps; fused, that product stays in a register and only w is written."""
+    rng = np.random.default_rng(5)
+    w = ad.tensor(rng.standard_normal((64, 512)), requires_grad=True)
+
+    def step(x):
+        loss = (x @ w).tanh().sum()
+        loss.backward()
+        with ad.no_grad():
+            for v in [w]:
+                v -= 0.1 * v.grad
+                v.grad = None
+        return loss
+
+    x = ad.tensor(rng.standard_normal((8, 64)))
+    assert "out=t" in ad.compile(step).tape(x)  # the NumPy backend's buffer for the product
+    tape = ad.compile(step, backend="numba").tape(x)
+    update = tape[tape.rindex("def kernel"):].split("\n\n")[0]
+    assert update.startswith("def kernel1(c1, grad_c0, c0):")  # no buffer to write t3 into
+    assert "c0[i0, j] = " in update and "np.empty" not in update
