@@ -32,6 +32,9 @@ class Backward:
     leaves: list[Tensor]  # the leaves that require grad, in the order the walk found them
     fresh: list[bool]  # whether each one's .grad was None before it
     grads: list[Tensor | None]  # their .grad after it
+    # whether the walker added into each one's .grad array in place (backward's own array,
+    # writeable): a program may then do the same, guarded to find it so again
+    in_place: list[bool] = field(default_factory=list)
 
 
 @dataclass
@@ -159,11 +162,13 @@ class Effects:
         for leaf in leaves:
             self._save(leaf)
         fresh = [leaf._grad is None for leaf in leaves]
+        in_place = [leaf._grad is not None and leaf._grad_owned
+                    and leaf._grad.data.flags.writeable for leaf in leaves]
         run()
         for leaf in leaves:
             self._written(leaf)
         self.records.append(Backward(len(self.entries), root, leaves, fresh,
-                                     [leaf._grad for leaf in leaves]))
+                                     [leaf._grad for leaf in leaves], in_place))
 
     def transient(self) -> set[Tensor]:
         """The leaves whose gradient nobody can see in .grad: one backward gave it to a .grad

@@ -152,7 +152,7 @@ class Run:
     inputs: list[Value] = field(default_factory=list)
     locals: set[str] = field(default_factory=set)
     stage: int = 0
-    closed: bool = False  # a write into a caller's array ends it
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # the traced arrays, by name
     writes: dict[int, str] = field(default_factory=dict)  # id(value) -> a caller's array
     buffers: dict[int, str] = field(default_factory=dict)  # id(value) -> a program's buffer
 
@@ -193,6 +193,11 @@ class Run:
             kind = "row"
         else:
             kind = "scalar"
+        array = self.arrays.get(name)
+        if array is not None and any(
+                np.may_share_memory(array, self.arrays[target]) for target in self.writes.values()
+                if target in self.arrays):
+            raise Unfusable(f"{name} shares memory with an array the run wrote")
         value = Value(self.fresh(name), kind, source=name, scalar_input=shape == (),
                       index="" if shape == () else f"[{', '.join(loops)}]")
         self.values[name] = value
@@ -201,15 +206,12 @@ class Run:
 
     # ------------------------------------------------------------ adding a line
     def add(self, position: int, line: Line,
-            known: dict[str, tuple[tuple[int, ...], np.dtype]],
-            arrays: dict[str, np.ndarray]) -> None:
+            known: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
         """The line's steps, or Unfusable (the run is then as it was)."""
-        if self.closed:
-            raise Unfusable("the run wrote into a caller's array")
         saved = (dict(self.values), list(self.steps), list(self.inputs), set(self.locals),
                  self.stage, list(self.defined), dict(self.writes), dict(self.buffers))
         try:
-            self._add(position, line, known, arrays)
+            self._add(position, line, known)
         except Unfusable:
             (self.values, self.steps, self.inputs, self.locals, self.stage, self.defined,
              self.writes, self.buffers) = saved
@@ -217,8 +219,14 @@ class Run:
         self.lines.append(line)
 
     def _add(self, position: int, line: Line,
-             known: dict[str, tuple[tuple[int, ...], np.dtype]],
-             arrays: dict[str, np.ndarray]) -> None:
+             known: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+        if line.function == "copyto":  # a step's write into a caller's array (g.zero_())
+            target, value = line.read
+            if known.get(target) != (self.shape, self.dtype):
+                raise Unfusable(f"a write into {target} of another shape or dtype")
+            result = self.write_into(target, self.read(value, known), target)
+            self.defined.append((position, target, result, self.shape))
+            return
         if line.out is None or line.shape is None or line.sum_to or line.astype:
             raise Unfusable("not an op's value")
         shape, dtype = line.shape
@@ -245,7 +253,7 @@ class Run:
         if result.kind in ("row", "total") and shape != self.shape:
             result.shape = shape  # kept dims or not: where its output array has them
         if line.into is not None and not line.into.endswith("_buffer"):
-            result = self.write_into(line.into, result, line.out, arrays)
+            result = self.write_into(line.into, result, line.out)
         elif line.into is not None and self.fits(result, shape) and not self.bound(result):
             self.buffers[id(result)] = line.into  # where it goes, if it is written out
         self.values[line.out] = result
@@ -260,20 +268,20 @@ class Run:
         """Whether a line before bound it to a name."""
         return any(v is value for _, _, v, _ in self.defined)
 
-    def write_into(self, target: str, result: Value, name: str,
-                   arrays: dict[str, np.ndarray]) -> Value:
-        """A value written into a caller's array (``out=c0``: a weight's update): the run's
-        last line, and no other array it reads may share that array's memory."""
+    def write_into(self, target: str, result: Value, name: str) -> Value:
+        """A value written into a caller's array (``out=c0``: a weight's update, a .grad
+        zeroed): element by element where the loop stands, so no other array the run reads may
+        share that array's memory; later lines read the value itself."""
         if not self.fits(result, self.shape) or self.bound(result):
             result = self.map(_name(result), name, [result], kind="full")
-        array = arrays.get(target)
+        array = self.arrays.get(target)
         for value in self.inputs:
-            other = arrays.get(value.source or "")
+            other = self.arrays.get(value.source or "")
             if (value.source != target and array is not None and other is not None
                     and np.may_share_memory(array, other)):
                 raise Unfusable(f"{value.source} shares memory with {target}")
         self.writes[id(result)] = target
-        self.closed = True
+        self.values[target] = result
         return result
 
     def expression(self, text: str, bound: dict[str, Value], dims: tuple[int, ...] | None,
@@ -528,7 +536,7 @@ def _recipe(line: Line, nd: int) -> tuple[Any, list[str], tuple[str, ...], tuple
     if line.kind == "kernel":
         raise Unfusable("a kernel")
     op = line.op
-    if op is None or op.loop is None or line.kind not in ("forward", "backward"):
+    if op is None or op.loop is None or line.kind == "check":
         raise Unfusable("no loop form")
     if line.rule is None:
         recipe = op.loop.forward
@@ -584,7 +592,7 @@ def fuse_function(function: Function, shapes: dict[str, tuple[tuple[int, ...], n
         try:
             if run is None:
                 raise Unfusable("no run")
-            run.add(position, line, known, arrays)
+            run.add(position, line, known)
         except Unfusable:
             run = _start(position, line, known, arrays)
             if run is not None:
@@ -645,13 +653,14 @@ def _regions(lines: list[Line], returns: str, known: dict[str, tuple[tuple[int, 
         inside = [lines[p] for p in positions]
         start, end = positions[0], positions[-1] + 1
         defined = [(p, n, k) for k, p in enumerate(positions) for n in _bound(lines[p])]
-        made = {n for _, n, _ in defined}
         escaping = _escaping(lines, returns, end, [(p, n, hash((p, n))) for p, n, _ in defined])
         outs = list(dict.fromkeys(n for p, n, _ in defined if hash((p, n)) in escaping))
         parameters: list[str] = []
-        for line in inside:
+        bound: set[str] = set()
+        for line in inside:  # what a line reads before the region binds it comes from outside
             read = [] if line.function == "ones" else _read_by(line)  # ones((), float64)
-            parameters += [name for name in read if name not in made and name not in parameters]
+            parameters += [name for name in read if name not in bound and name not in parameters]
+            bound |= set(_bound(line))
         name = f"{prefix}region{number}"
         body = [_in_numba(line, known) for line in inside]
         returned = ", ".join(outs)
@@ -696,16 +705,18 @@ def _in_numba(line: Line, known: dict[str, tuple[tuple[int, ...], np.dtype]]) ->
 
 
 def _hoisted(lines: list[Line]) -> list[Line]:
-    """The lines with each that numba cannot run moved up above the ops before it that it does
-    not depend on, nor they on it: a step's ``w.grad.zero_()`` (written after the forward) then
-    comes before it, and the forward and the backward make one run. A line that stores
-    gradients or updates a parameter is never moved (it acts on tensors the names do not show),
-    nor anything across it."""
+    """The lines with each that numba cannot run, and each write into a caller's array with
+    the op that makes its value (a step's ``w.grad.zero_()``, written after the forward), moved
+    up above the ops before it that it does not depend on, nor they on it: the forward and the
+    backward then make one run. A line that stores gradients or updates a parameter is never
+    moved (it acts on tensors the names do not show), nor anything across it."""
+    written = {line.read[1] for line in lines if line.function == "copyto"}
     order: list[Line] = []
     for line in lines:
         at = len(order)
-        if not _numba_may_run(line) and line.function not in ("store_gradients",
-                                                               "update_param"):
+        movable = not _numba_may_run(line) or line.function == "copyto" or (
+            line.out in written and sum(line.out in _read_by(other) for other in lines) == 1)
+        if movable and line.function not in ("store_gradients", "update_param"):
             while at and _numba_may_run(order[at - 1]) and _independent(line, order[at - 1]):
                 at -= 1
         order.insert(at, line)
@@ -716,7 +727,7 @@ def _numba_may_run(line: Line) -> bool:
     """An op with a loop form, a matmul, a name bound again: what a run or a region may hold."""
     if line.kind == "check":
         return False
-    if line.function in (None, "ones"):
+    if line.function in (None, "ones", "copyto"):
         return True
     return line.op is not None and (line.op.loop is not None or line.op.name == "matmul")
 
@@ -741,9 +752,9 @@ def _start(position: int, line: Line, known: dict[str, tuple[tuple[int, ...], np
         shape = known[line.read[0]][0]  # a reduction runs over its input
     if not shape or shape[-1] == 1 or dtype not in FLOATS:
         return None
-    run = Run(shape, dtype)
+    run = Run(shape, dtype, arrays=arrays)
     try:
-        run.add(position, line, known, arrays)
+        run.add(position, line, known)
     except Unfusable:
         return None
     return run

@@ -626,7 +626,8 @@ RESHAPE = primitive("reshape", reshape_forward, reshape_vjp, jvps=(reshape_jvp,)
 PERMUTE = primitive("permute", permute_forward, permute_vjp, jvps=(permute_jvp,), saves=(),
                     label=permute_label)
 BROADCAST_TO = primitive("broadcast_to", broadcast_to_forward, broadcast_to_vjp,
-                         jvps=(broadcast_to_jvp,), saves=(), explain=explain_broadcast_to)
+                         jvps=(broadcast_to_jvp,), saves=(), explain=explain_broadcast_to,
+                         loop=Loop("x"))  # each element reads x where it broadcasts from
 INDEX = primitive("index", index_forward, index_vjp, jvps=(index_jvp,), saves=())
 INDEX_ADD = primitive("index_add", index_add_forward, index_add_vjp, jvps=(index_add_jvp,),
                       saves=())

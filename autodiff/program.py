@@ -280,6 +280,7 @@ class _Builder:
         self.checked: set[str] = set()  # slots of integer indices checked non-negative
         self.pending = list(effects.records)
         self.fused: set[int] = set()  # the writes whose op wrote into the target itself
+        self.grads_added_into: set[Tensor] = set()  # leaves whose .grad a step adds into
         self.transient = effects.transient()
         self.is_step = any(isinstance(r, Backward) for r in effects.records)
         self.arguments: list[tuple[str, str, str]] = []  # (slot, where in args, in words)
@@ -481,6 +482,20 @@ class _Builder:
         self.forward.append(Line("effect", _tuple(kept)[1:-1] or None, name,
                                  [seed, *parameters[1:]]))
         stored = [(leaf, slot) for leaf, slot in got if leaf not in self.transient]
+        added = {leaf for leaf, in_place in zip(record.leaves, record.in_place) if in_place}
+        for leaf, slot in stored:  # a .grad the walker adds into: the same add, in its array
+            if leaf in added:
+                array, add = self.gradient_of(leaf), OPS["add"]
+                if not any(line.out == array for line in self.forward):  # not read yet
+                    self.forward.append(Line("effect", array, "grad_array",
+                                             [self.tensor_of(leaf)], target=array,
+                                             shape=self.shapes[slot]))
+                self.forward.append(Line(
+                    "effect", array, named(self.namespace, add.name, add.forward),
+                    [array, f"g_{slot}"], into=array, target=array, shape=self.shapes[slot],
+                    op=add))
+                self.grads_added_into.add(leaf)
+        stored = [(leaf, slot) for leaf, slot in stored if leaf not in added]
         if stored:
             self.forward.append(Line("effect", None, "store_gradients", [
                 part for leaf, slot in stored for part in (self.tensor_of(leaf), f"g_{slot}")]))
@@ -637,7 +652,10 @@ class _Builder:
                                 names_read(self.fn, self.namespace), unread, self.namespace,
                                 identity=identity,
                                 extra=[f"({tensors_read[k]}._grad is None) is {was_none}"
-                                       for k, was_none in grad_states]), "",
+                                       for k, was_none in grad_states] + [
+                                    f"{tensors_read[self.position_of(t)]}._grad_owned is True"
+                                    for t in self.grads_added_into  # as the call found it
+                                    if self.effects.grad_was_none.get(t) is False]), "",
                   "def read(args):  # the tensors the forward reads, in slot order",
                   f"    return [{', '.join(tensors_read)}]"]
         text = "\n".join(header + [line for f in functions for line in ["", *f.source()]])

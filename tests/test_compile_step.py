@@ -448,3 +448,39 @@ def test_a_diamond_graph_reaches_every_leaf(backend):
     for _ in range(3):
         compiled(), eager()
         _same_state(mine, theirs, backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_grad_the_walker_adds_into_is_added_into_by_the_program_and_guarded(backend):
+    """The PyTorch cell keeps .grad: backward adds into its array, and so does the program
+    (``add(grad_c0, g_c0, out=grad_c0)``), as long as backward still owns that array. A .grad
+    the user set (``w.grad = t``) is never added into, by eager or by a replay: backward gives
+    the tensor a new .grad, and the guard sees the difference and traces again."""
+    x, y, (mine, theirs) = _problem("float64")
+
+    def step_of(ws):
+        def step(x, y):
+            loss = _loss(ws, x, y)
+            for w in ws:
+                if w.grad is not None:
+                    w.grad.zero_()
+            loss.backward()
+            return loss
+        return step
+
+    compiled, eager = ad.compile(step_of(mine), backend=backend), step_of(theirs)
+    for _ in range(3):
+        compiled(x, y), eager(x, y)
+        _same_state(mine, theirs, backend=backend)
+    tape = compiled.tape(x, y)
+    assert "store_gradients" not in tape and "._grad_owned is True" in tape
+    if backend == "numpy":
+        assert "grad_c0 = add(grad_c0, g_c0, out=grad_c0)" in tape
+    users = [ad.tensor(np.ones((4, 5))) for _ in range(2)]
+    for ws, user in zip((mine, theirs), users):
+        ws[0].grad = user
+    compiled(x, y), eager(x, y)
+    _same_state(mine, theirs, backend=backend)
+    # the step zeroes the user's tensor, then backward replaces it rather than add into it
+    assert all(not u.data.any() and ws[0].grad is not u for ws, u in zip((mine, theirs), users))
+    assert len(compiled.programs) == 3  # .grad None, .grad backward's, .grad the user's

@@ -266,3 +266,30 @@ def test_a_temporary_that_nothing_reads_is_never_written_out_even_with_a_buffer(
     update = tape[tape.rindex("def kernel"):].split("\n\n")[0]
     assert update.startswith("def kernel1(c1, grad_c0, c0):")  # no buffer to write t3 into
     assert "c0[i0, j] = " in update and "np.empty" not in update
+
+
+def test_a_view_of_a_weight_read_after_the_run_wrote_the_weight_is_not_read_in_the_loop():
+    """``wt = w.T`` taken before the update, read after it: eager reads the new values through
+    the view. A loop that wrote w element by element could not, so that read leaves the run."""
+    rng = np.random.default_rng(6)
+    start = rng.standard_normal((3, 3))
+    ws = [ad.tensor(start.copy(), requires_grad=True) for _ in range(2)]
+
+    def step_of(weight):
+        def step(x):
+            loss = (x @ weight).sin().sum()
+            loss.backward()
+            with ad.no_grad():
+                transposed = weight.T
+                for w in [weight]:
+                    w -= 0.1 * w.grad
+                    w.grad = None
+                after = transposed * 2.0
+            return loss, after
+        return step
+
+    x = ad.tensor(rng.standard_normal((2, 3)))
+    fused, eager = ad.compile(step_of(ws[0]), backend="numba"), step_of(ws[1])
+    for _ in range(3):
+        (_, got), (_, expected) = fused(x), eager(x)
+        assert agree(got.data, expected.data) and agree(ws[0].data, ws[1].data)
