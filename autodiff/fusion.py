@@ -84,8 +84,8 @@ def numba_or_explain() -> Any:
 def inline(functions: list[Function]) -> list[Function]:
     """The forward with each step backward it calls written in its place (a seed made at the
     start, the backward's lines, its results bound to the names the call bound), so that runs
-    can cross from the loss into the backward. Each backward's names are its own (``g_t3``);
-    where two backwards would bind the same name, nothing is inlined."""
+    can cross from the loss into the backward. A step with two backwards is left as it is:
+    their lines would bind the same names (``g_t3``) twice."""
     forward, others = functions[0], functions[1:]
     called = {f.name: f for f in others}
     calls = [line for line in forward.lines if line.function in called]
