@@ -118,7 +118,9 @@ class Value:
     """A value in a kernel: an input it reads, or one it makes."""
 
     local: str  # its name in the kernel
-    kind: str  # "full": one per element; "row": one per row; "scalar"; "total": over all
+    # "full": one per element; "row": one per row; "scalar"; a sum over all ("total") or
+    # over all dims but the last ("column", one per column), ready when the loops end
+    kind: str
     stage: int = 0  # the first stage that may read it
     source: str | None = None  # an input: the program's name for it
     index: str = ""  # an input array: how the element at (i0, ..., j) is read
@@ -227,7 +229,7 @@ class Run:
             result = self.write_into(target, self.read(value, known), target)
             self.defined.append((position, target, result, self.shape))
             return
-        if line.out is None or line.shape is None or line.sum_to or line.astype:
+        if line.out is None or line.shape is None or line.astype:
             raise Unfusable("not an op's value")
         shape, dtype = line.shape
         if dtype != self.dtype:
@@ -242,15 +244,18 @@ class Run:
             bound[variable] = self.expression(expression, bound, dims, line.out if last else
                                               f"{line.out}_{variable}")
         result = bound[statements[-1][0]]
+        if line.sum_to is not None:  # broadcasting undone: a sum over the dims it added
+            result = self.summed_to(result, line.sum_to, line.out)
         if line.accumulate != "=":  # a gradient's second share: added to the first
             before = self.read(line.out, known)
             result = self.map(ast.BinOp(_name(before), ast.Add(), _name(result)),
                               line.out, [before, result])
-        if shape != self.shape and not (  # a full value, or a reduction as it was made
+        if shape != self.shape and line.sum_to is None and not (  # full, or a reduction's
                 result.kind == "scalar" and int(np.prod(shape)) == 1 or result.kind in (
-                    "row", "total") and shape in _reduced_shapes(self.shape, result.reduced)):
+                    "row", "total", "column")
+                and shape in _reduced_shapes(self.shape, result.reduced)):
             raise Unfusable(f"a value of shape {shape} in a run over {self.shape}")
-        if result.kind in ("row", "total") and shape != self.shape:
+        if result.kind in ("row", "total", "column") and shape != self.shape:
             result.shape = shape  # kept dims or not: where its output array has them
         if line.into is not None and not line.into.endswith("_buffer"):
             result = self.write_into(line.into, result, line.out)
@@ -258,6 +263,16 @@ class Run:
             self.buffers[id(result)] = line.into  # where it goes, if it is written out
         self.values[line.out] = result
         self.defined.append((position, line.out, result, shape))
+
+    def summed_to(self, value: Value, shape: tuple[int, ...], name: str) -> Value:
+        """A rule's result summed back to its input's shape (`primitive.sum_to`): over the
+        leading dims broadcasting added and the dims where the input had 1."""
+        lead = len(self.shape) - len(shape)
+        dims = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape)
+                                          if n == 1 and self.shape[lead + i] != 1)
+        if value.kind != "full":
+            raise Unfusable("a sum of a broadcast value")
+        return self.reduction("sum", _name(value), dims, f"{name}_sum")
 
     def fits(self, value: Value, shape: tuple[int, ...]) -> bool:
         """Whether the value can be written out as an array of this shape as it is: made by
@@ -326,8 +341,8 @@ class Run:
     def map(self, tree: ast.expr, name: str, operands: list[Value], kind: str = "") -> Value:
         """An elementwise step: one value per element, per row, or one for the run (`kind`
         forces one per element: a broadcast)."""
-        if any(v.kind == "total" for v in operands):
-            raise Unfusable("a total read before the loops end")
+        if any(v.kind in ("total", "column") for v in operands):
+            raise Unfusable("a sum read before the loops end")
         kinds = {v.kind for v in operands} | {kind}
         kind = "full" if "full" in kinds else "row" if "row" in kinds else "scalar"
         ready = max([self.ready(v) for v in operands], default=0)
@@ -344,12 +359,15 @@ class Run:
     def reduction(self, how: str, operand: ast.expr, dims: tuple[int, ...] | None,
                   name: str) -> Value:
         """A reduction over the op's dims: along the last, one value per row, ready from the
-        next stage; over all, a total, ready only when the loops end."""
+        next stage; over all, a total, ready only when the loops end; a sum over all but the
+        last, one per column, ready when the loops end too."""
         nd = len(self.shape)
         operands = self.operands(operand)
         if not any(v.kind == "full" for v in operands):
             raise Unfusable("a reduction of a broadcast value")
-        if dims == (nd - 1,):
+        if how == "sum" and nd > 1 and dims == tuple(range(nd - 1)):
+            kind = "column"
+        elif dims == (nd - 1,):
             kind = "row"
         elif dims == tuple(range(nd)) and nd > 1:
             kind = "total"
@@ -359,8 +377,7 @@ class Run:
         for v in operands:
             if v.kind == "full" and v.source is None and v.stage < stage:
                 v.kept = True
-        target = Value(self.fresh(name), kind, stage + 1,
-                       reduced=(nd - 1,) if kind == "row" else tuple(range(nd)))
+        target = Value(self.fresh(name), kind, stage + 1, reduced=tuple(dims or range(nd)))
         self.steps.append(Step(target, operand, stage, how))
         self.stage = stage
         return target
@@ -409,7 +426,7 @@ class Run:
                 arguments.append(target)
         body = [f"# {_text(line)}" for line in self.lines]
         for v in outs:
-            if id(v) not in self.writes and id(v) not in self.buffers:
+            if id(v) not in self.writes and id(v) not in self.buffers and v.kind != "column":
                 body.append(f"{arrays[id(v)]} = np.empty({v.shape}, {dtype})")
         kept = [s.target for s in self.steps if s.target.kept]
         body += [f"{v.local}_row = np.empty({width}, {dtype})" for v in kept]
@@ -429,6 +446,8 @@ class Run:
                          *store(s.target)]
         totals = [s for s in self.steps if s.target.kind == "total"]
         body += [f"{s.target.local} = {dtype}({START[s.reduce or 'sum']})" for s in totals]
+        columns = [s for s in self.steps if s.target.kind == "column"]
+        body += [f"{s.target.local} = np.zeros({width}, {dtype})" for s in columns]
         loops = [f"{'    ' * d}for i{d} in range({n}):" for d, n in enumerate(outer)]
         body += loops
         pad = "    " * len(outer)
@@ -452,6 +471,8 @@ class Run:
                     body += [f"{pad}    {t}" for t in store(s.target)]
                     if s.target.kept:
                         body.append(f"{pad}    {s.target.local}_row[j] = {s.target.local}")
+                elif s.target.kind == "column":
+                    body.append(f"{pad}    {s.target.local}[j] += {cast(value)}")
                 elif s.reduce == "sum":
                     body.append(f"{pad}    {s.target.local} += {cast(value)}")
                 else:
@@ -462,6 +483,8 @@ class Run:
                     body += [pad + t for t in store(s.target)]
         for s in totals:
             body += store(s.target)
+        body += [f"{arrays[id(s.target)]} = {s.target.local}.reshape({s.target.shape})"
+                 for s in columns if id(s.target) in written]
         returned = [arrays[id(v)] for v in outs]
         body.append(f"return {', '.join(returned) if returned else 'None'}")
         return "\n".join([f"def {name}({', '.join(parameters)}):",
@@ -471,7 +494,7 @@ class Run:
         """A step's expression with each value read as it is there: an input's element, a
         value kept from an earlier stage from its row, else the local."""
         values = self.by_local()
-        inner = step.target.kind in ("full", "total") or step.reduce is not None
+        inner = step.target.kind in ("full", "total", "column") or step.reduce is not None
 
         class Reader(ast.NodeTransformer):
             def visit_Name(self, node: ast.Name) -> ast.expr:
@@ -750,6 +773,8 @@ def _start(position: int, line: Line, known: dict[str, tuple[tuple[int, ...], np
     if line.rule is None and isinstance(line.op.loop.forward, str) and \
             line.op.loop.forward.startswith("reduce_") and line.read[0] in known:
         shape = known[line.read[0]][0]  # a reduction runs over its input
+    if line.sum_to is not None and line.read[0] in known:
+        shape = known[line.read[0]][0]  # a rule summed back to its input: over the gradient
     if not shape or shape[-1] == 1 or dtype not in FLOATS:
         return None
     run = Run(shape, dtype, arrays=arrays)

@@ -30,11 +30,12 @@ BINARY = {
     "div": lambda a, b: a / b, "pow": lambda a, b: a ** b,
     "maximum": lambda a, b: ad.maximum(a, b), "minimum": lambda a, b: ad.minimum(a, b),
 }
-REDUCTIONS = {  # (op, fn, fused: a reduction along the last dim or over all of them)
+REDUCTIONS = {  # (op, fn, fused: along the last dim, over all, or a sum over all but the last)
     "sum over all": ("sum", lambda x: x.sum(), True),
     "sum along the last dim": ("sum", lambda x: x.sum(dim=-1), True),
     "sum along the last dim, kept": ("sum", lambda x: x.sum(dim=-1, keepdim=True), True),
-    "sum along the first dim": ("sum", lambda x: x.sum(dim=0), False),
+    "sum along the first dim": ("sum", lambda x: x.sum(dim=0), True),  # one sum per column
+    "amax along the first dim": ("max", lambda x: x.amax(dim=0), False),
     "amax along the last dim": ("max", lambda x: x.amax(dim=-1), True),
     "amin along the last dim, kept": ("min", lambda x: x.amin(dim=-1, keepdim=True), True),
     "amax over all": ("max", lambda x: x.amax() * 2, True),
@@ -293,3 +294,32 @@ def test_a_view_of_a_weight_read_after_the_run_wrote_the_weight_is_not_read_in_t
     for _ in range(3):
         (_, got), (_, expected) = fused(x), eager(x)
         assert agree(got.data, expected.data) and agree(ws[0].data, ws[1].data)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_bias_gradient_is_a_column_sum_inside_the_loop(dtype):
+    """``x @ w + b``: b's gradient sums the rows back (``sum_to``); fused, each column's sum
+    is kept while the loop walks the rows, and ``sum(dim=0)`` is the same."""
+    rng = np.random.default_rng(7)
+    x = ad.tensor(rng.standard_normal((8, 3)).astype(dtype))
+    start = [rng.standard_normal(s).astype(dtype) for s in [(3, 4), (4,)]]
+    params = [[ad.tensor(a.copy(), requires_grad=True) for a in start] for _ in range(2)]
+
+    def step_of(w, b):
+        def step(x):
+            h = (x @ w + b).tanh()
+            loss = (h * h).sum() + h.sum(dim=0).sum()
+            loss.backward()
+            with ad.no_grad():
+                for p in (w, b):
+                    p -= 0.1 * p.grad
+                    p.grad = None
+            return loss
+        return step
+
+    fused, eager = ad.compile(step_of(*params[0]), backend="numba"), step_of(*params[1])
+    for _ in range(4):
+        assert agree(fused(x).data, eager(x).data)
+        assert all(agree(p.data, q.data) for p, q in zip(*params))
+    tape = fused.tape(x)
+    assert "_sum[j] += " in tape and ".reshape((4,))" in tape
