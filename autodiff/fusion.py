@@ -178,7 +178,7 @@ class Run:
         if name not in known:
             raise Unfusable(f"{name}: shape unknown")
         shape, dtype = known[name]
-        if dtype != self.dtype:
+        if dtype != self.dtype and not (shape == () and dtype == np.float64):  # a Python float
             raise Unfusable(f"{name}: dtype {dtype}")
         nd = len(self.shape)
         if len(shape) > nd:
@@ -257,7 +257,7 @@ class Run:
             raise Unfusable(f"a value of shape {shape} in a run over {self.shape}")
         if result.kind in ("row", "total", "column") and shape != self.shape:
             result.shape = shape  # kept dims or not: where its output array has them
-        if line.into is not None and not line.into.endswith("_buffer"):
+        if line.into is not None and not line.lent:
             result = self.write_into(line.into, result, line.out)
         elif line.into is not None and self.fits(result, shape) and not self.bound(result):
             self.buffers[id(result)] = line.into  # where it goes, if it is written out
@@ -556,6 +556,8 @@ def _recipe(line: Line, nd: int) -> tuple[Any, list[str], tuple[str, ...], tuple
     that hold a reduction's result, and the dims its reductions reduce (normalized)."""
     if line.function is None:  # ``out = name``: the value itself
         return [("value", "x")], ["x"], (), None
+    if line.function == "elementwise":  # an optimizer's update (`_updates_as_loops`)
+        return [("value", line.values["expression"])], line.values["names"], (), None
     if line.kind == "kernel":
         raise Unfusable("a kernel")
     op = line.op
@@ -593,14 +595,75 @@ def _recipe(line: Line, nd: int) -> tuple[Any, list[str], tuple[str, ...], tuple
 # ---------------------------------------------------------------- a function's runs
 def fuse(functions: list[Function], shapes: dict[str, tuple[tuple[int, ...], np.dtype]],
          arrays: dict[str, np.ndarray], namespace: dict[str, Any]
-         ) -> tuple[list[Function], list[str]]:
+         ) -> tuple[list[Function], list[str], list[str]]:
     """The functions with their runs of fusable lines as kernels, and each stretch of kernels
     and matmuls as one numba function (a region); the sources of the modules that hold them
-    (one per function, bound in `namespace`)."""
+    (one per function, bound in `namespace`); what the guard must check besides (that each
+    optimizer's update still has the loops it was written as)."""
     numba_or_explain()
     sources: list[str] = []
-    fused = [fuse_function(f, shapes, arrays, namespace, sources) for f in inline(functions)]
-    return fused, sources
+    guards: list[str] = []
+    known = dict(shapes)
+    functions = inline(functions)
+    functions[0] = replace(functions[0], lines=_updates_as_loops(functions[0].lines, known,
+                                                                 namespace, guards))
+    fused = [fuse_function(f, known, arrays, namespace, sources) for f in functions]
+    return fused, sources, guards
+
+
+def _updates_as_loops(lines: list[Line], known: dict[str, tuple[tuple[int, ...], np.dtype]],
+                      namespace: dict[str, Any], guards: list[str]) -> list[Line]:
+    """Each ``optimizer.step()`` of one parameter (`program.update_param`) as the optimizer's
+    `LoopUpdate`: a call that gives this step's numbers and state arrays, then one line per
+    array it writes, which runs join. The guard checks that the update has those loops still
+    (SGD's momentum set to 0 or from it traces again)."""
+    result: list[Line] = []
+    for line in lines:
+        optimizer = namespace.get(line.read[0]) if line.function == "update_param" else None
+        update = getattr(optimizer, "loop_update", lambda group: None)
+        group = int(line.params[0].split("=")[1]) if optimizer is not None else 0
+        loops = update(optimizer.param_groups[group]) if optimizer is not None else None
+        shape = known.get(line.target or "")
+        if loops is None or shape is None or shape[1] not in FLOATS:
+            result.append(line)
+            continue
+        k = len(guards)
+        namespace[f"update{k}_loops"] = loops
+        guards.append(f"{line.read[0]}.loop_update({line.read[0]}.param_groups[{group}]) == "
+                      f"update{k}_loops")
+        names = {"p": line.target, "g": line.read[2]} | {
+            n: f"update{k}_{n}" for n in (*loops.numbers, *loops.state)}
+        known.update({names[n]: ((), np.dtype(np.float64)) for n in loops.numbers})  # floats
+        known.update({names[n]: shape for n in loops.state})
+        given = [names[n] for n in (*loops.numbers, *loops.state)]
+        result.append(Line("effect", ", ".join(given) + ("," if len(given) == 1 else ""),
+                           "loop_state", [line.read[0], line.read[1]], [f"group={group}"]))
+        for written, expression in loops.writes:
+            variables = [n.id for n in ast.walk(ast.parse(expression, mode="eval"))
+                         if isinstance(n, ast.Name) and n.id in names]
+            variables = list(dict.fromkeys(variables))
+            result.append(Line("effect", names[written], "elementwise",
+                               [names[v] for v in variables],
+                               [f"names={tuple(variables)!r}", f"expression={expression!r}"],
+                               into=names[written], target=names[written], shape=shape,
+                               values={"names": variables, "expression": expression}))
+    namespace.update(loop_state=loop_state, elementwise=elementwise)
+    return result
+
+
+def loop_state(optimizer: Any, p: Any, group: int) -> tuple[Any, ...]:
+    """An optimizer's numbers (as NumPy floats, which a kernel's caller reads as ``x[()]``)
+    and state arrays for one parameter's update this step."""
+    return tuple(np.float64(v) if isinstance(v, (int, float)) else v
+                 for v in optimizer.loop_state(p, optimizer.param_groups[group]))
+
+
+def elementwise(*values: Any, names: tuple[str, ...], expression: str, out: np.ndarray
+                ) -> np.ndarray:
+    """A loop line that no run took, as NumPy: the expression on whole arrays, into `out`."""
+    np.copyto(out, eval(expression, {"np": np}, dict(zip(names, values))),
+              casting="same_kind")
+    return out
 
 
 def fuse_function(function: Function, shapes: dict[str, tuple[tuple[int, ...], np.dtype]],
@@ -608,7 +671,7 @@ def fuse_function(function: Function, shapes: dict[str, tuple[tuple[int, ...], n
                   sources: list[str]) -> Function:
     """One function's runs as kernels and its stretches of kernels and matmuls as regions."""
     function = replace(function, lines=_hoisted(function.lines))
-    known = dict(shapes)
+    known = shapes  # the program's, and the names an optimizer's loops bind
     runs: list[tuple[int, Run]] = []  # (the position of its first line, the run)
     run: Run | None = None
     for position, line in enumerate(function.lines):
@@ -709,7 +772,7 @@ def _in_numba(line: Line, known: dict[str, tuple[tuple[int, ...], np.dtype]]) ->
         return f"{line.out} = np.ones({line.read[0]}, np.{line.shape[1].name})"
     if line.op is None or line.op.name != "matmul" or line.kind not in ("forward", "backward"):
         return None
-    if line.into is not None and not line.into.endswith("_buffer"):
+    if line.into is not None and not line.lent:
         return None
     if line.rule is None:
         a, b = line.read
@@ -750,7 +813,7 @@ def _numba_may_run(line: Line) -> bool:
     """An op with a loop form, a matmul, a name bound again: what a run or a region may hold."""
     if line.kind == "check":
         return False
-    if line.function in (None, "ones", "copyto"):
+    if line.function in (None, "ones", "copyto", "elementwise"):
         return True
     return line.op is not None and (line.op.loop is not None or line.op.name == "matmul")
 
@@ -767,11 +830,13 @@ def _independent(moved: Line, other: Line) -> bool:
 def _start(position: int, line: Line, known: dict[str, tuple[tuple[int, ...], np.dtype]],
            arrays: dict[str, np.ndarray]) -> Run | None:
     """A run that begins with this line, or None if it cannot be in one."""
-    if line.shape is None or line.function is None or line.op is None or line.op.loop is None:
+    if line.shape is None or line.function != "elementwise" and (
+            line.function is None or line.op is None or line.op.loop is None):
         return None
     shape, dtype = line.shape
-    if line.rule is None and isinstance(line.op.loop.forward, str) and \
-            line.op.loop.forward.startswith("reduce_") and line.read[0] in known:
+    if line.op is not None and line.op.loop is not None and line.rule is None and isinstance(
+            line.op.loop.forward, str) and line.op.loop.forward.startswith("reduce_") \
+            and line.read[0] in known:
         shape = known[line.read[0]][0]  # a reduction runs over its input
     if line.sum_to is not None and line.read[0] in known:
         shape = known[line.read[0]][0]  # a rule summed back to its input: over the gradient

@@ -63,6 +63,7 @@ class Line:
     read: list[str]  # positional arguments: slots, or the tensors ``T[k]`` an effect acts on
     params: list[str] = field(default_factory=list)  # keyword arguments, as source
     into: str | None = None  # the array the result is written into
+    lent: bool = False  # that array is one of the program's buffers, not the caller's
     into_keyword: str = "out"  # ``out=`` for an op's forward, ``into=`` for a rule
     accumulate: Literal["=", "+", "+="] = "="  # a gradient: bound, added, added in place
     sum_to: tuple[int, ...] | None = None  # the shape the result is summed back to
@@ -243,8 +244,10 @@ RESERVED = dict(len=len, isinstance=isinstance, type=type, GradMode=GradMode, Te
 
 
 # ---------------------------------------------------------------- the passes
+# a pass that rewrites the functions' lines into kernels: (functions, shapes, traced arrays,
+# namespace) -> (functions, the kernels' sources, conditions the guard adds)
 Fuse = Callable[[list["Function"], dict[str, Any], dict[str, np.ndarray], dict[str, Any]],
-                tuple[list["Function"], list[str]]]
+                tuple[list["Function"], list[str], list[str]]]
 
 
 def build(fn: Callable[..., Any], entries: list[Entry], sources: dict[int, Any],
@@ -371,7 +374,7 @@ class _Builder:
                                         for o in self.returned_arrays):
             # written into an array of the program's own, never one the caller sees
             self.buffers.append((f"t{k}_buffer", e.out.shape, e.out.dtype))
-            line.into = f"t{k}_buffer"
+            line.into, line.lent = f"t{k}_buffer", True
         self.index_checks(indices)
         self.forward.append(line)
         if any(array.dtype == bool for array, _ in indices):
@@ -568,7 +571,7 @@ class _Builder:
                             values=params)
                 if part is buffer:
                     buffered[name] = (line, buffer)
-                    line.into = f"g_{name}_buffer"
+                    line.into, line.lent = f"g_{name}_buffer", True
                 if part.shape != t.shape:
                     part, line.sum_to = sum_to(part, t.shape), t.shape
                 if part.dtype != t.dtype:
@@ -591,7 +594,7 @@ class _Builder:
         for name, (line, buffer) in buffered.items():
             if any(np.may_share_memory(buffer, grads[leaf]) for leaf in leaves if leaf in grads):
                 # the caller would keep it as a .grad: written by the next call, so not lent
-                line.into = None
+                line.into, line.lent = None, False
                 lent.remove((f"g_{name}_buffer", buffer.shape, buffer.dtype))
         return lines, [name in grads for name in leaves]
 
@@ -639,9 +642,11 @@ class _Builder:
                 made[0], f"[{', '.join(found)}]"))
         functions = [forward, *self.functions, *[b for b in backwards if b is not None]]
         kernels: list[str] = []
+        fused_guards: list[str] = []
         if fuse is not None:
             arrays = {slot: t.data for t, slot in self.names.items()}
-            functions, kernels = fuse(functions, self.shapes, arrays, self.namespace)
+            functions, kernels, fused_guards = fuse(functions, self.shapes, arrays,
+                                                    self.namespace)
         self.namespace["captured"] = self.captured
         read_by_ops = {slot for line in self.forward for slot in line.read}
         read_by_ops |= set(self.from_slot.values())  # indices read from a tensor's slot
@@ -655,7 +660,8 @@ class _Builder:
                                        for k, was_none in grad_states] + [
                                     f"{tensors_read[self.position_of(t)]}._grad_owned is True"
                                     for t in self.grads_added_into  # as the call found it
-                                    if self.effects.grad_was_none.get(t) is False]), "",
+                                    if self.effects.grad_was_none.get(t) is False]
+                                + fused_guards), "",
                   "def read(args):  # the tensors the forward reads, in slot order",
                   f"    return [{', '.join(tensors_read)}]"]
         text = "\n".join(header + [line for f in functions for line in ["", *f.source()]])

@@ -144,17 +144,27 @@ def notebook_step(ws, optimizer=None, lr=0.05):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("optimizer", ["by hand", "SGD", "Adam"])
 def test_twenty_five_training_steps_agree_with_eager(optimizer, dtype):
+    """Weights, loss and the optimizer's state; an optimizer's update (its `loop_update`) is
+    loops in a kernel like the rest."""
     x, y, (mine, theirs) = notebook_problem(dtype)
     make = {"by hand": lambda ws: None, "SGD": lambda ws: optim.SGD(ws, lr=0.05, momentum=0.9),
             "Adam": lambda ws: optim.Adam(ws, lr=0.01)}[optimizer]
-    fused = ad.compile(notebook_step(mine, make(mine)), backend="numba")
-    eager = notebook_step(theirs, make(theirs))
+    optimizers = [make(mine), make(theirs)]
+    fused = ad.compile(notebook_step(mine, optimizers[0]), backend="numba")
+    eager = notebook_step(theirs, optimizers[1])
     for _ in range(25):
         got, expected = fused(x, y), eager(x, y)
         assert got.dtype == np.dtype(dtype) and agree(got.data, expected.data)
     for w, v in zip(mine, theirs):
         assert w.dtype == np.dtype(dtype) and agree(w.data, v.data)
+        if optimizers[0] is not None:
+            state, eager_state = optimizers[0].state[w], optimizers[1].state[v]
+            assert state.keys() == eager_state.keys()
+            assert all(agree(state[k], eager_state[k]) for k in state)
     assert len(fused.programs) == 1
+    updates = [line for line in fused.tape(x, y).splitlines() if "expression=" in line]
+    assert all(line.lstrip().startswith("# ") for line in updates)  # each inside a kernel
+    assert len(updates) == {"by hand": 0, "SGD": 4, "Adam": 6}[optimizer]
 
 
 def test_the_tape_shows_the_kernels_loops_and_the_region_that_calls_them():
@@ -323,3 +333,41 @@ def test_a_bias_gradient_is_a_column_sum_inside_the_loop(dtype):
         assert all(agree(p.data, q.data) for p, q in zip(*params))
     tape = fused.tape(x)
     assert "_sum[j] += " in tape and ".reshape((4,))" in tape
+
+
+def test_an_optimizers_loops_are_guarded_and_one_without_loops_runs_its_own_update():
+    """SGD's update has other loops with momentum than without: setting it traces again. An
+    optimizer that declares no `loop_update` is called as on the NumPy backend."""
+
+    class Halving(optim.Optimizer):  # no loop form: its update runs as Python
+        def __init__(self, params):
+            super().__init__(params, {"lr": 1.0})
+
+        def update(self, p, g, group, state):
+            p.data -= 0.5 * group["lr"] * g
+
+    x = ad.tensor(np.linspace(0.1, 1.2, 8).reshape(2, 4))
+    for make, changes in ((lambda ws: optim.SGD(ws, lr=0.1), True), (Halving, False)):
+        ws = [ad.tensor(np.linspace(-1, 1, 12).reshape(3, 4), requires_grad=True)
+              for _ in range(2)]
+        optimizers = [make([w]) for w in ws]
+
+        def step_of(w, optimizer):
+            def step(x):
+                optimizer.zero_grad()
+                loss = (x @ w.T).tanh().sum()
+                loss.backward()
+                optimizer.step()
+                return loss
+            return step
+
+        fused, eager = ad.compile(step_of(ws[0], optimizers[0]), backend="numba"), \
+            step_of(ws[1], optimizers[1])
+        for call in range(6):
+            if call == 3 and changes:
+                for optimizer in optimizers:
+                    optimizer.param_groups[0]["momentum"] = 0.5
+            fused(x), eager(x)
+            assert agree(ws[0].data, ws[1].data)
+        assert len(fused.programs) == (2 if changes else 1)
+        assert ("loop_state(" in fused.tape(x)) == changes

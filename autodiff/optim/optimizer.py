@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,17 @@ from autodiff.graph import GradMode
 from autodiff.tensor import Tensor, zero_grads
 
 Group = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LoopUpdate:
+    """An optimizer's update of one parameter as a fused loop writes it (``compile(...,
+    backend="numba")``): the numbers and the state arrays `Optimizer.loop_state` gives at each
+    step, then each array written, as scalar Python on one element of ``p`` and ``g``."""
+
+    numbers: tuple[str, ...]
+    state: tuple[str, ...]
+    writes: tuple[tuple[str, str], ...]  # (the array written: "p" or a state's, expression)
 
 
 class Optimizer:
@@ -108,6 +120,15 @@ class Optimizer:
     def update(self, p: Tensor, g: np.ndarray, group: Group, state: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def loop_update(self, group: Group) -> LoopUpdate | None:
+        """The update as loops (None: an optimizer without one runs its `update` instead)."""
+        return None
+
+    def loop_state(self, p: Tensor, group: Group) -> tuple[Any, ...]:
+        """What `loop_update`'s loops read this step, its numbers then its state arrays, with
+        the state advanced as `update` advances it."""
+        raise NotImplementedError
+
 
 class SGD(Optimizer):
     """p ← p − lr·v with v ← momentum·v + g (plain SGD when momentum is 0)."""
@@ -125,6 +146,20 @@ class SGD(Optimizer):
             v = state.get("momentum_buffer")
             g = state["momentum_buffer"] = g.copy() if v is None else group["momentum"] * v + g
         p.data -= group["lr"] * g
+
+    def loop_update(self, group: Group) -> LoopUpdate:
+        if group["momentum"]:  # the first buffer is g itself: momentum · 0 + g
+            return LoopUpdate(("lr", "momentum"), ("momentum_buffer",), (
+                ("momentum_buffer", "momentum * momentum_buffer + g"),
+                ("p", "p - lr * momentum_buffer")))
+        return LoopUpdate(("lr",), (), (("p", "p - lr * g"),))
+
+    def loop_state(self, p: Tensor, group: Group) -> tuple[Any, ...]:
+        if not group["momentum"]:
+            return (group["lr"],)
+        state = self.state.setdefault(p, {})
+        buffer = state.setdefault("momentum_buffer", np.zeros_like(p.data))
+        return group["lr"], group["momentum"], buffer
 
 
 class Adam(Optimizer):
@@ -153,6 +188,21 @@ class Adam(Optimizer):
         m_hat = m / (1 - b1 ** state["step"])
         v_hat = v / (1 - b2 ** state["step"])
         p.data -= group["lr"] * m_hat / (np.sqrt(v_hat) + group["eps"])
+
+    def loop_update(self, group: Group) -> LoopUpdate:
+        return LoopUpdate(("lr", "b1", "b2", "eps", "bc1", "bc2"), ("exp_avg", "exp_avg_sq"), (
+            ("exp_avg", "b1 * exp_avg + (1 - b1) * g"),
+            ("exp_avg_sq", "b2 * exp_avg_sq + (1 - b2) * g * g"),
+            ("p", "p - lr * (exp_avg / bc1) / (np.sqrt(exp_avg_sq / bc2) + eps)")))
+
+    def loop_state(self, p: Tensor, group: Group) -> tuple[Any, ...]:
+        b1, b2 = group["betas"]
+        state = self.state.setdefault(p, {})
+        if not state:
+            state.update(step=0, exp_avg=np.zeros_like(p.data), exp_avg_sq=np.zeros_like(p.data))
+        state["step"] += 1
+        return (group["lr"], b1, b2, group["eps"], 1 - b1 ** state["step"],
+                1 - b2 ** state["step"], state["exp_avg"], state["exp_avg_sq"])
 
 
 def check_number(optimizer: str, name: str, value: object, low: float, high: float = math.inf,
