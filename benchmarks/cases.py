@@ -80,8 +80,8 @@ def first_fused_call() -> float:
 
 
 def adam_steps(rows: int, sizes: tuple[int, int, int], dtype) -> dict[str, Callable]:
-    """One Adam step of the notebook's network: the engine's (`optim.Adam`, eager and the whole
-    step compiled) and a hand-written NumPy Adam step on the hand-derived gradients."""
+    """One Adam step of the notebook's network: the engine's (`optim.Adam`, eager, the whole
+    step compiled and fused) and a hand-written NumPy Adam step on the hand-derived gradients."""
     state: dict[str, Any] = {"t": 0}
     x_t, y_t, weights, numpy = _notebook_problem(rows, sizes, dtype,
                                                  lambda w, g: _adam_update(w, g, state))
@@ -94,9 +94,9 @@ def adam_steps(rows: int, sizes: tuple[int, int, int], dtype) -> dict[str, Calla
         optimizer.step()
         return loss
 
-    whole = ad.compile(step)
+    whole, fused = ad.compile(step), ad.compile(step, backend="numba")
     return {"engine": lambda: step(x_t, y_t), "whole step": lambda: whole(x_t, y_t),
-            "numpy": numpy}
+            "fused": lambda: fused(x_t, y_t), "numpy": numpy}
 
 
 def _notebook_problem(rows: int, sizes: tuple[int, int, int], dtype,
