@@ -126,7 +126,7 @@ def _updates_as_loops(lines: list[Line], known: dict[str, tuple[tuple[int, ...],
     for line in lines:
         optimizer = namespace.get(line.read[0]) if line.function == "update_param" else None
         update = getattr(optimizer, "loop_update", lambda group: None)
-        group = int(line.params[0].split("=")[1]) if optimizer is not None else 0
+        group = line.values.get("group", 0)
         loops = update(optimizer.param_groups[group]) if optimizer is not None else None
         shape = known.get(line.target or "")
         if loops is None or shape is None or shape[1] not in FLOATS:

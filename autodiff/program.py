@@ -441,7 +441,7 @@ class _Builder:
                 self.forward.append(Line(
                     "effect", None, "update_param",
                     [optimizer, self.tensor_of(record.param), grad], [f"group={record.group}"],
-                    target=self.slot_of(record.param)))
+                    target=self.slot_of(record.param), values={"group": record.group}))
                 self.forget(self.slot_of(record.param))
 
     def write(self, record: Write) -> None:
