@@ -245,6 +245,8 @@ def test_the_tolerance_is_the_documented_one():
     assert not agree(np.array([1.0, 2.0]), np.array([1.0, 2.0 + 1e-10]))
     assert not agree(np.array([1.0, np.nan]), np.array([1.0, 2.0]))
     assert not agree(np.array([1.0], np.float32), np.array([1.0]))
+    assert agree(np.array([2e-17, 0.0]), np.zeros(2))  # 0 by cancelling, in NumPy's order
+    assert not agree(np.array([1e-13, 0.0]), np.zeros(2))
 
 
 def test_the_fusion_page_shows_the_kernel_and_the_region_its_example_writes():
@@ -372,3 +374,15 @@ def test_an_optimizers_loops_are_guarded_and_one_without_loops_runs_its_own_upda
             assert agree(ws[0].data, ws[1].data)
         assert len(fused.programs) == (2 if changes else 1)
         assert ("loop_state(" in fused.tape(x)) == changes
+
+
+def test_a_gradient_that_cancels_to_zero_agrees_and_passes_check():
+    """softmax's outputs sum to 1 whatever x is, so the gradient is 0: exactly in NumPy's
+    order of summing, a rounding error in a row loop's."""
+    x = ad.tensor(np.full((3, 3, 3), 1.0625), requires_grad=True)
+    checked = ad.compile(lambda x: x.log_softmax(dim=1).softmax(dim=-1).sum(dim=-1).sum(),
+                         backend="numba", check=True)
+    for _ in range(4):
+        x.grad = None
+        checked(x).backward()
+        assert np.abs(x.grad.data).max() < 1e-15
