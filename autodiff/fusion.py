@@ -128,9 +128,8 @@ def _updates_as_loops(lines: list[Line], known: dict[str, tuple[tuple[int, ...],
     result: list[Line] = []
     for line in lines:
         optimizer = namespace.get(line.read[0]) if line.function == "update_param" else None
-        update = getattr(optimizer, "loop_update", lambda group: None)
         group = line.values.get("group", 0)
-        loops = update(optimizer.param_groups[group]) if optimizer is not None else None
+        loops = None if optimizer is None else optimizer.loop_update(optimizer.param_groups[group])
         shape = known.get(line.target or "")
         if loops is None or shape is None or shape[1] not in FLOATS:
             result.append(line)

@@ -180,14 +180,20 @@ class Adam(Optimizer):
 
     def update(self, p: Tensor, g: np.ndarray, group: Group, state: dict[str, Any]) -> None:
         b1, b2 = group["betas"]
+        step = self._count_step(p, state)
+        state["exp_avg"] = m = b1 * state["exp_avg"] + (1 - b1) * g
+        state["exp_avg_sq"] = v = b2 * state["exp_avg_sq"] + (1 - b2) * g * g
+        m_hat = m / (1 - b1 ** step)
+        v_hat = v / (1 - b2 ** step)
+        p.data -= group["lr"] * m_hat / (np.sqrt(v_hat) + group["eps"])
+
+    @staticmethod
+    def _count_step(p: Tensor, state: dict[str, Any]) -> int:
+        """This step's number, counted in p's state (made, with zero moments, at the first)."""
         if not state:
             state.update(step=0, exp_avg=np.zeros_like(p.data), exp_avg_sq=np.zeros_like(p.data))
         state["step"] += 1
-        state["exp_avg"] = m = b1 * state["exp_avg"] + (1 - b1) * g
-        state["exp_avg_sq"] = v = b2 * state["exp_avg_sq"] + (1 - b2) * g * g
-        m_hat = m / (1 - b1 ** state["step"])
-        v_hat = v / (1 - b2 ** state["step"])
-        p.data -= group["lr"] * m_hat / (np.sqrt(v_hat) + group["eps"])
+        return state["step"]
 
     def loop_update(self, group: Group) -> LoopUpdate:
         return LoopUpdate(("lr", "b1", "b2", "eps", "bc1", "bc2"), ("exp_avg", "exp_avg_sq"), (
@@ -198,11 +204,9 @@ class Adam(Optimizer):
     def loop_state(self, p: Tensor, group: Group) -> tuple[Any, ...]:
         b1, b2 = group["betas"]
         state = self.state.setdefault(p, {})
-        if not state:
-            state.update(step=0, exp_avg=np.zeros_like(p.data), exp_avg_sq=np.zeros_like(p.data))
-        state["step"] += 1
-        return (group["lr"], b1, b2, group["eps"], 1 - b1 ** state["step"],
-                1 - b2 ** state["step"], state["exp_avg"], state["exp_avg_sq"])
+        step = self._count_step(p, state)
+        return (group["lr"], b1, b2, group["eps"], 1 - b1 ** step, 1 - b2 ** step,
+                state["exp_avg"], state["exp_avg_sq"])
 
 
 def check_number(optimizer: str, name: str, value: object, low: float, high: float = math.inf,
