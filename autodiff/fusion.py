@@ -435,8 +435,6 @@ def compiled(source: str) -> Any:
         exec(builtins.compile(text, f"<{module_name}>", "exec"), module.__dict__)
         cache = False
     for name in names:  # a region calls the kernels: they are numba functions before it runs
-        # a region's np.dot holds pointers to BLAS, which numba cannot cache: compiled anew
-        setattr(module, name, numba.njit(cache=cache and "region" not in name)(
-            getattr(module, name)))
+        setattr(module, name, numba.njit(cache=cache)(getattr(module, name)))
     COMPILED[source] = module
     return module

@@ -4,7 +4,9 @@ and training steps agree with eager to the backend's tolerance, float32 stays fl
 kernels are readable loops, cached on disk. What compile promises besides is tested on both
 backends in test_compile.py and test_compile_step.py."""
 
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -238,6 +240,32 @@ def test_kernels_are_written_to_the_cache_folder_and_work_without_one(tmp_path, 
     other(x)
     assert agree(other(x).data, ((x * w).sin().sum() * 0.75).data)  # compiled in memory
 
+
+
+CACHED_STEP = """
+import numpy as np, autodiff as ad
+from autodiff import fusion
+w = ad.tensor(np.linspace(-1, 1, 12).reshape(4, 3), requires_grad=True)
+step = ad.compile(lambda x: (x @ w).relu().sum(), backend="numba")
+x = ad.tensor(np.full((2, 4), 0.5))
+step(x), step(x)
+stats = [f.stats for m in fusion.COMPILED.values() for f in vars(m).values()
+         if hasattr(f, "stats")]
+print(sum(len(s.cache_hits) for s in stats), sum(len(s.cache_misses) for s in stats))
+"""
+
+
+def test_a_new_process_loads_kernels_and_regions_from_the_disk_cache(tmp_path):
+    """A region calls BLAS (np.dot) between kernels: numba caches it too, so a second
+    process compiles nothing."""
+    env = {**os.environ, "AUTODIFF_CACHE": str(tmp_path)}
+    root = Path(__file__).resolve().parents[1]
+    runs = [subprocess.run([sys.executable, "-c", CACHED_STEP], env=env, cwd=root, text=True,
+                           capture_output=True, check=True).stdout.split() for _ in range(2)]
+    assert any("region" in f.name for f in tmp_path.glob("__pycache__/*.nbi"))
+    (hits_first, misses_first), (hits_second, misses_second) = runs
+    assert hits_first == "0" and int(misses_first) >= 2  # at least a kernel and a region
+    assert int(hits_second) >= 1 and misses_second == "0"  # a kernel comes inside its region
 
 def test_the_tolerance_is_the_documented_one():
     assert TOLERANCE[8] == 1e-12 and TOLERANCE[4] == 1e-5
