@@ -4,9 +4,11 @@ and reductions in a program, forward, backward and update alike, as one generate
 A program (`autodiff.program`) is a list of lines, each one NumPy call (``t3 = softmax(t2,
 dim=1)``, ``t4 = sub(t3, a1)``): each walks its arrays once and costs about a microsecond
 besides. `fuse` first writes a whole step's backward into its forward (`inline`), an
-optimizer's step as the loops it declares (`_updates_as_loops`), and moves the lines numba
-cannot run above the ops they do not depend on (`_hoisted`). It then grows the maximal runs of
-lines whose op declares a loop form over one iteration shape, each written as one kernel
+optimizer's step as the loops it declares (`_updates_as_loops`), moves the lines numba cannot
+run above the ops they do not depend on (`_hoisted`), and writes ``w -= lr * (a @ b)``, where
+nothing else reads the product, as one BLAS call into w (`_updates_in_products`). It then
+grows the maximal runs of lines whose op declares a loop form over one iteration shape, each
+written as one kernel
 (`autodiff.loops`), and makes each stretch of kernel calls and matmuls one numba function, a
 region (`_regions`), which Python calls once. The kernels and regions of a function are one
 module, compiled by numba and cached on disk (`compiled`).
@@ -177,8 +179,13 @@ def fuse_function(function: Function, shapes: dict[str, tuple[tuple[int, ...], n
                   arrays: dict[str, np.ndarray], namespace: dict[str, Any],
                   sources: list[str]) -> Function:
     """One function's runs as kernels and its stretches of kernels and matmuls as regions."""
-    function = replace(function, lines=_hoisted(function.lines))
     known = shapes  # the program's, and the names an optimizer's loops bind
+    lines = _updates_in_products(_hoisted(function.lines), function.returns, known, arrays)
+    if any(line.function == "matmul_add" for line in lines):
+        from autodiff.blas import matmul_add  # needs numba, as this backend does
+
+        namespace["matmul_add"] = matmul_add
+    function = replace(function, lines=lines)
     runs: list[tuple[int, Run]] = []  # (the position of its first line, the run)
     run: Run | None = None
     for position, line in enumerate(function.lines):
@@ -266,6 +273,92 @@ def _regions(lines: list[Line], returns: str, known: dict[str, tuple[tuple[int, 
     return lines, regions[::-1]
 
 
+def _updates_in_products(lines: list[Line], returns: str,
+                         known: dict[str, tuple[tuple[int, ...], np.dtype]],
+                         arrays: dict[str, np.ndarray]) -> list[Line]:
+    """Each ``w -= lr * (a @ b)``, where the product is a gradient nothing else reads (a step
+    that sets ``w.grad = None``), as one BLAS call that adds ``−lr · a @ b`` into w
+    (`autodiff.blas.matmul_add`): the product is never stored, nor read twice more."""
+    lines = list(lines)
+    for k, line in enumerate(lines):
+        if not (_applies(line, "sub") and line.into == line.read[0] and not line.lent):
+            continue
+        weight = line.read[0]
+        scaling = _only_maker(lines, line.read[1], k, returns)
+        if scaling is None or not _applies(lines[scaling], "mul"):
+            continue
+        scale, product = lines[scaling].read
+        if known.get(product, ((0,), None))[0] == ():
+            scale, product = product, scale
+        made = _made_for(lines, product, scaling, returns)
+        if made is None or known.get(scale, ((0,), None))[0] != () or known[scale][1] not in FLOATS:
+            continue
+        maker, between = made
+        operands = _operands(lines[maker], known)
+        if (operands is None or known.get(weight) != known.get(lines[maker].out or "")
+                or any(_shares_memory(arrays, weight, name)
+                       for name in names_in(", ".join(operands)))):
+            continue
+        lines[k] = replace(line, kind="effect", function="matmul_add", op=None, into=None,
+                           read=[*operands, weight, f"-{scale}[()]"], target=weight)
+        for position in (scaling, *between, maker):
+            lines[position] = Line("effect", None, "pass", [])
+    return [line for line in lines if line.function != "pass"]
+
+
+def _made_for(lines: list[Line], name: str, reader: int, returns: str
+              ) -> tuple[int, list[int]] | None:
+    """The line that makes the value `name` holds, through names bound again
+    (``grad_c0 = g_c0``), and the positions of those, if each is read by the next alone."""
+    between: list[int] = []
+    maker = _only_maker(lines, name, reader, returns)
+    while maker is not None and lines[maker].function is None:
+        between.append(maker)
+        maker = _only_maker(lines, lines[maker].read[0], maker, returns)
+    return None if maker is None else (maker, between)
+
+
+def _applies(line: Line, op: str) -> bool:
+    """The line is a plain forward of `op`: nothing summed back, cast or accumulated."""
+    return (line.kind == "forward" and line.op is not None and line.op.name == op
+            and line.sum_to is None and line.astype is None and line.accumulate == "=")
+
+
+def _only_maker(lines: list[Line], name: str, reader: int, returns: str) -> int | None:
+    """The position of the line that binds `name`, if that is the only line to bind it and the
+    line at `reader` the only one to read it."""
+    makers = [p for p, line in enumerate(lines) if name in bound_names(line)]
+    readers = [p for p, line in enumerate(lines) if name in _read_by(line)]
+    if len(makers) != 1 or readers != [reader] or name in names_in(returns):
+        return None
+    return makers[0]
+
+
+def _operands(line: Line, known: dict[str, tuple[tuple[int, ...], np.dtype]]
+              ) -> tuple[str, str] | None:
+    """A matmul line's two operands as a region writes them (``a0.T``), or None if the line is
+    not a matmul of two float matrices of one dtype that BLAS can take."""
+    if (line.op is None or line.op.name != "matmul" or line.kind not in ("forward", "backward")
+            or line.accumulate != "=" or line.sum_to or line.astype
+            or line.into is not None and not line.lent):
+        return None
+    if line.rule is None:
+        a, b = line.read
+        operands = a, b
+    else:
+        g, _, a, b = line.read
+        operands = (g, f"{b}.T") if line.rule == 0 else (f"{a}.T", g)
+    if not all(name in known and len(known[name][0]) == 2 and known[name][1] in FLOATS
+               and known[name][1] == known[a][1] for name in (a, b)):
+        return None
+    return operands
+
+
+def _shares_memory(arrays: dict[str, np.ndarray], one: str, other: str) -> bool:
+    return one == other or (one in arrays and other in arrays
+                            and np.may_share_memory(arrays[one], arrays[other]))
+
+
 def _in_numba(line: Line, known: dict[str, tuple[tuple[int, ...], np.dtype]]) -> str | None:
     """The line as a statement of a region, or None where numba cannot run it."""
     if line.kind == "kernel":
@@ -277,19 +370,14 @@ def _in_numba(line: Line, known: dict[str, tuple[tuple[int, ...], np.dtype]]) ->
         return f"{line.out} = {line.read[0]}" if line.read[0].isidentifier() else None
     if line.function == "ones" and line.shape is not None:  # a backward's seed
         return f"{line.out} = np.ones({line.read[0]}, np.{line.shape[1].name})"
-    if line.op is None or line.op.name != "matmul" or line.kind not in ("forward", "backward"):
+    if line.function == "matmul_add":
+        return f"{line.out} = matmul_add({', '.join(line.read)})"
+    operands = _operands(replace(line, accumulate="="), known)
+    if operands is None:
         return None
-    if line.into is not None and not line.lent:
-        return None
-    if line.rule is None:
-        a, b = line.read
-        product = f"np.dot({a}, {b})"
-    else:
-        g, _, a, b = line.read
-        product = f"np.dot({g}, {b}.T)" if line.rule == 0 else f"np.dot({a}.T, {g})"
-    if not all(name in known and len(known[name][0]) == 2 and known[name][1] in FLOATS
-               and known[name][1] == known[a][1] for name in (a, b)):
-        return None
+    if line.into is not None and line.accumulate == "=":  # a program buffer
+        return f"{line.out} = np.dot({', '.join(operands)}, {line.into})"
+    product = f"np.dot({', '.join(operands)})"
     if line.accumulate == "+=":
         return f"{line.out} += {product}"
     if line.accumulate == "+":
@@ -414,7 +502,9 @@ def compiled(source: str) -> Any:
         return COMPILED[source]
     numba = numba_or_explain()
     module_name = f"autodiff_kernels_{hashlib.sha256(source.encode()).hexdigest()[:20]}"
-    text = f'"""Written by autodiff.compile(backend="numba")."""\nimport numpy as np\n\n\n{source}'
+    imports = "import numpy as np\n" + (
+        "\nfrom autodiff.blas import matmul_add\n" if "matmul_add(" in source else "")
+    text = f'"""Written by autodiff.compile(backend="numba")."""\n{imports}\n\n{source}'
     names = re.findall(r"^def (\w+)\(", source, re.MULTILINE)
     try:
         folder = cache_folder()

@@ -178,7 +178,8 @@ def test_the_tape_shows_the_kernels_loops_and_the_region_that_calls_them():
     assert all(np.array_equal(b, w.data) for b, w in zip(before, ws))  # looking takes no step
     assert "region0(" in tape.split("def forward")[1].split("\n\n")[0]  # one call from Python
     assert "# t3 = softmax(t2, dim=1)" in tape and "for j in range(3):" in tape
-    assert "np.dot(a0, c0)" in tape and "c0[i0, j] = " in tape  # the update, in place
+    assert "np.dot(a0, c0)" in tape  # a matmul, and the update in the product's BLAS call:
+    assert "matmul_add(a0.T, g_t0, c0, -c3[()])" in tape  # c0 += −lr · a0ᵀ g_t0
     dot = viz.tape_to_dot(step, x, y)
     assert "region0" in dot.source
 
@@ -214,6 +215,86 @@ def test_an_update_that_reads_its_own_weight_through_a_view_is_not_fused_into_a_
         assert agree(ws[0].data, ws[1].data)
     assert "sub(c0, t5, out=c0)" in fused.tape(x)  # a NumPy call: it buffers the overlap
 
+
+
+LAYOUTS = {"C": np.ascontiguousarray, "F": np.asfortranarray,
+           "strided": lambda a: np.repeat(a, 2, axis=-1)[..., ::2]}
+
+
+@pytest.mark.filterwarnings("ignore::numba.NumbaPerformanceWarning")  # strided: np.dot copies
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.tuples(*[st.integers(0, 5)] * 3), dtype=st.sampled_from(["float64", "float32"]),
+       layouts=st.tuples(*[st.sampled_from(list(LAYOUTS))] * 3),
+       alpha=st.floats(-4, 4, allow_subnormal=False),
+       seed=st.integers(0, 2**16))
+def test_matmul_add_adds_the_scaled_product_into_c_in_place(sizes, dtype, layouts, alpha, seed):
+    from autodiff.blas import matmul_add
+
+    m, k, n = sizes
+    rng = np.random.default_rng(seed)
+    a, b, c = (LAYOUTS[layout](rng.standard_normal(shape).astype(dtype))
+               for layout, shape in zip(layouts, [(m, k), (k, n), (m, n)]))
+    expected = c + np.asarray(alpha, dtype) * (a @ b)
+    assert matmul_add(a, b, c, alpha) is c and agree(c, expected)
+    with pytest.raises(ValueError, match="matmul_add: shapes do not fit a @ b into c"):
+        matmul_add(a, b, np.zeros((m + 1, n), dtype), alpha)
+
+
+@pytest.mark.parametrize("keeps_grad", [False, True])
+def test_an_update_of_a_gradient_nothing_else_reads_is_one_blas_call_into_the_weight(keeps_grad):
+    """``w -= lr * w.grad; w.grad = None``: w's gradient is a product read only by the update,
+    so BLAS adds −lr times it into w; a .grad the step keeps is made and stored as before. A
+    weight given a Fortran-ordered array between calls is updated all the same."""
+    x, y, (ws, eager_ws) = notebook_problem("float64")
+
+    def step_of(weights):
+        def step(x, y):
+            loss = ((x @ weights[0]).relu() @ weights[1]).tanh().sum()
+            loss.backward()
+            with ad.no_grad():
+                for w in weights:
+                    w -= 0.05 * w.grad
+                    if not keeps_grad:
+                        w.grad = None
+            return loss
+        return step
+
+    fused, eager = ad.compile(step_of(ws), backend="numba"), step_of(eager_ws)
+    tape = fused.tape(x, y)
+    assert ("matmul_add(a0.T, g_t0, c0, -c2[()])" in tape) != keeps_grad, tape
+    assert ("matmul_add(t1.T, g_t2, c1, -c2[()])" in tape) != keeps_grad
+    for call in range(4):
+        if call == 2:
+            for w in (ws[1], eager_ws[1]):
+                w.data = np.asfortranarray(w.data)
+        assert agree(fused(x, y).data, eager(x, y).data)
+        for w, v in zip(ws, eager_ws):
+            assert agree(w.data, v.data)
+            assert (w.grad is None) == (v.grad is None) == (not keeps_grad)
+
+
+def test_a_product_that_reads_the_weight_it_updates_is_not_added_into_it():
+    """x a view of w: BLAS would write w while it reads x, so the update stays a loop, which
+    refuses the overlap as well and leaves it to NumPy."""
+    rng = np.random.default_rng(5)
+    ws = [ad.tensor(rng.standard_normal((4, 4)), requires_grad=True) for _ in range(2)]
+    ws[1].data[...] = ws[0].data
+
+    def step_of(weight):
+        def step(x):
+            loss = (x @ weight).tanh().sum()
+            loss.backward()
+            with ad.no_grad():
+                weight.sub_(0.1 * weight.grad)
+                weight.grad = None
+            return loss
+        return step
+
+    fused, eager = ad.compile(step_of(ws[0]), backend="numba"), step_of(ws[1])
+    for _ in range(3):
+        fused(ws[0].detach()), eager(ws[1].detach())
+        assert agree(ws[0].data, ws[1].data)
+    assert "matmul_add" not in fused.tape(ws[0].detach())
 
 def test_an_unknown_backend_and_a_missing_numba_are_clear_errors(monkeypatch):
     with pytest.raises(ValueError, match="compile: unknown backend 'jax'; expected one of "
@@ -288,8 +369,9 @@ def test_the_fusion_page_shows_the_kernel_and_the_region_its_example_writes():
 
 
 def test_a_temporary_that_nothing_reads_is_never_written_out_even_with_a_buffer():
-    """``w -= lr * w.grad`` on a 256 KiB weight: the NumPy backend writes ``lr * w.grad`` into
-    a buffer it keeps; fused, that product stays in a register and only w is written."""
+    """``w -= lr * w.grad`` on a 256 KiB weight whose .grad the step keeps: the NumPy backend
+    writes ``lr * w.grad`` into a buffer it keeps; fused, that product stays in a register and
+    only w is written."""
     rng = np.random.default_rng(5)
     w = ad.tensor(rng.standard_normal((64, 512)), requires_grad=True)
 
@@ -299,7 +381,6 @@ def test_a_temporary_that_nothing_reads_is_never_written_out_even_with_a_buffer(
         with ad.no_grad():
             for v in [w]:
                 v -= 0.1 * v.grad
-                v.grad = None
         return loss
 
     x = ad.tensor(rng.standard_normal((8, 64)))
