@@ -8,10 +8,9 @@ optimizer's step as the loops it declares (`_updates_as_loops`), moves the lines
 run above the ops they do not depend on (`_hoisted`), and writes ``w -= lr * (a @ b)``, where
 nothing else reads the product, as one BLAS call into w (`_updates_in_products`). It then
 grows the maximal runs of lines whose op declares a loop form over one iteration shape, each
-written as one kernel
-(`autodiff.loops`), and makes each stretch of kernel calls and matmuls one numba function, a
-region (`_regions`), which Python calls once. The kernels and regions of a function are one
-module, compiled by numba and cached on disk (`compiled`).
+written as one kernel (`autodiff.loops`), and makes each stretch of kernel calls and matmuls
+one numba function, a region (`_regions`), which Python calls once. The kernels and regions
+of a function are one module, compiled by numba and cached on disk (`compiled`).
 """
 
 from __future__ import annotations

@@ -77,3 +77,51 @@ def test_item_of_many_elements():
 def test_where_needs_a_boolean_condition():
     with pytest.raises(TypeError, match="where: the condition must be boolean"):
         ad.where(ad.tensor([1.0, 0.0]), t(2), t(2))
+
+
+BROADCAST = "(aligned from the right, each dimension must be equal or 1)"
+
+
+@pytest.mark.parametrize("call, error, message", [
+    *[(lambda name=name: getattr(t(2, 3), f"__{name}__")(t(2)), ad.ShapeError,
+       f"{name}: cannot broadcast shapes (2, 3) and (2,) {BROADCAST}")
+      for name in ["lt", "le", "gt", "ge", "eq", "ne"]],
+    (lambda: t(2, 3, grad=False) // t(4, grad=False), ad.ShapeError,
+     f"floor_divide: cannot broadcast shapes (2, 3) and (4,) {BROADCAST}"),
+    (lambda: t(2, 3, grad=False) % t(4, grad=False), ad.ShapeError,
+     f"remainder: cannot broadcast shapes (2, 3) and (4,) {BROADCAST}"),
+    (lambda: t(3) @ t(4), ad.ShapeError, "matmul: cannot multiply (3,) by (4,): the last "
+     "dimension of the first (3) must equal the only dimension of the second (4)"),
+    (lambda: t(5, 3) @ t(4, 2), ad.ShapeError, "matmul: cannot multiply (5, 3) by (4, 2): the "
+     "last dimension of the first (3) must equal the second-to-last dimension of the second (4)"),
+    (lambda: t() @ t(3), ad.ShapeError,
+     "matmul: both operands need at least 1 dimension, got () and (3,)"),
+    (lambda: t(2, 3, 4) @ t(5, 4, 2), ad.ShapeError,
+     "matmul: cannot broadcast the batch dimensions of (2, 3, 4) and (5, 4, 2)"),
+    (lambda: ad.grad([t(1).sum(), t(1).sum()], [t(1)], grad_outputs=[None]), RuntimeError,
+     "grad: got 2 output tensor(s) and 1 grad_outputs; give one gradient per output (None for "
+     "an output of one element)"),
+    (lambda: ad.grad(t(2).sum(), [t(2, grad=False)]), RuntimeError,
+     "grad: input 0 (shape (2,)) does not require grad"),
+    (lambda: (lambda x, z: ad.grad((x * 2).sum(), [x, z]))(t(2), t(3)), RuntimeError,
+     "grad: input 1 (shape (3,)) was not used to compute the outputs; pass allow_unused=True to "
+     "get None for it"),
+    (lambda: ad.grad(t(2).sum(), []), TypeError,
+     "grad: inputs must be a Tensor or a non-empty sequence of Tensors, got []"),
+    (lambda: ad.grad("y", t(2)), TypeError,
+     "grad: outputs must be a Tensor or a non-empty sequence of Tensors, got 'y'"),
+    (lambda: t(2, grad=False).sum().backward(), RuntimeError,
+     "backward: the tensor does not require grad and has no grad_fn (was it computed under "
+     "no_grad, or from tensors without requires_grad?)"),
+    (lambda: (t(2, 3) * 2).backward(), RuntimeError, "backward: a gradient can be implied only "
+     "for a tensor of one element; this one has shape (2, 3): pass gradient="),
+    (lambda: (t(2, 3) * 2).backward(np.ones(3)), ad.ShapeError,
+     "backward: gradient of shape (3,) does not match the tensor's shape (2, 3)"),
+    (lambda: ad.grad(t(2, 3) * 2, [t(2)], grad_outputs=[np.ones(3)]), ad.ShapeError,
+     "grad: gradient of shape (3,) does not match the tensor's shape (2, 3)"),
+])
+def test_each_message_in_full(call, error, message):
+    """The whole text: a user reads all of it, so a word lost or changed is a defect."""
+    with pytest.raises(error) as info:
+        call()
+    assert str(info.value) == message

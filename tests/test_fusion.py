@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import autodiff as ad
-from autodiff import optim, viz
+from autodiff import fusion, optim, viz
 from autodiff.fusion import TOLERANCE, agree, cache_folder
 from autodiff.testing import arrays, distinct_arrays, programs, safe_floats
 
@@ -306,6 +306,7 @@ def test_an_unknown_backend_and_a_missing_numba_are_clear_errors(monkeypatch):
 
 
 def test_kernels_are_written_to_the_cache_folder_and_work_without_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(fusion, "COMPILED", {})  # as a new process: nothing compiled yet
     monkeypatch.setenv("AUTODIFF_CACHE", str(tmp_path / "kernels"))
     assert cache_folder() == tmp_path / "kernels"
     w = ad.tensor(np.linspace(-1, 1, 12).reshape(3, 4), requires_grad=True)
