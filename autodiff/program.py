@@ -491,8 +491,7 @@ class _Builder:
                 array, add = self.gradient_of(leaf), OPS["add"]
                 if not any(line.out == array for line in self.forward):  # not read yet
                     self.forward.append(Line("effect", array, "grad_array",
-                                             [self.tensor_of(leaf)], target=array,
-                                             shape=self.shapes[slot]))
+                                             [self.tensor_of(leaf)], shape=self.shapes[slot]))
                 self.forward.append(Line(
                     "effect", array, named(self.namespace, add.name, add.forward),
                     [array, f"g_{slot}"], into=array, target=array, shape=self.shapes[slot],
@@ -505,7 +504,7 @@ class _Builder:
             for leaf, slot in stored:
                 array = self.gradient_of(leaf)
                 self.forward.append(Line("effect", array, "grad_array", [self.tensor_of(leaf)],
-                                         target=array, shape=self.shapes[slot]))
+                                         shape=self.shapes[slot]))
         for leaf, grad in zip(record.leaves, record.grads):
             if grad is not None and grad not in self.names:
                 self.give_slot(grad, self.gradient_of(leaf))

@@ -1,0 +1,164 @@
+"""The compiler's records (`program.Line`) say what each line is, for the tape, `viz.tape_to_dot`
+and the fused backend's passes: its kind, the shape of what it binds, the array it changes."""
+
+import typing
+
+import numpy as np
+import pytest
+
+import autodiff as ad
+from autodiff import optim, viz
+from autodiff.program import Line
+
+KINDS = set(typing.get_args(typing.get_type_hints(Line)["kind"]))
+
+
+def _weights(rng):
+    return [ad.tensor(rng.standard_normal(shape), requires_grad=True) for shape in [(4, 5), (5, 3)]]
+
+
+def _loss(ws, x, y):
+    return (((x @ ws[0]).relu() @ ws[1]).softmax(dim=1) - y).pow(2).sum()
+
+
+def _by_hand(ws, zero_first: bool, keep_grad: bool):
+    def step(x, y):
+        loss = _loss(ws, x, y)
+        if zero_first:
+            for w in ws:
+                if w.grad is not None:
+                    w.grad.zero_()
+        loss.backward()
+        with ad.no_grad():
+            for w in ws:
+                w -= 0.1 * w.grad
+                if not keep_grad:
+                    w.grad = None
+        return loss
+    return step
+
+
+def _with(optimizer_of, ws):
+    optimizer = optimizer_of(ws)
+
+    def step(x, y):
+        optimizer.zero_grad()
+        loss = _loss(ws, x, y)
+        loss.backward()
+        optimizer.step()
+        return loss
+    return step
+
+
+def _accumulating(ws):
+    def step(x, y):
+        loss = _loss(ws, x, y)
+        loss.backward()  # .grad grows call after call
+        return loss
+    return step
+
+
+STEPS = {
+    "by hand, .grad set to None": lambda ws: _by_hand(ws, zero_first=False, keep_grad=False),
+    "the PyTorch cell: .grad zeroed in place": lambda ws: _by_hand(ws, True, True),
+    "SGD": lambda ws: _with(lambda p: optim.SGD(p, lr=0.1), ws),
+    "Adam": lambda ws: _with(lambda p: optim.Adam(p, lr=0.1), ws),
+    "gradients accumulated": _accumulating,
+    "the loss alone": lambda ws: lambda x, y: _loss(ws, x, y),
+}
+
+
+def _compiled(name: str):
+    rng = np.random.default_rng(0)
+    x = ad.tensor(rng.standard_normal((6, 4)))
+    y = ad.tensor(np.eye(3)[rng.integers(0, 3, 6)])
+    step = ad.compile(STEPS[name](_weights(rng)))
+    step(x, y), step(x, y)  # the trace, then a replay: .grad exists from the second on
+    return step, (x, y)
+
+
+@pytest.mark.parametrize("name", list(STEPS))
+def test_every_line_is_of_a_known_kind_and_drawn_in_its_colour(name):
+    step, args = _compiled(name)
+    lines = step.program(*args).lines
+    assert {line.kind for line in lines} <= KINDS
+    source = viz.tape_to_dot(step, *args).source
+    drawn = [line for line in lines if line.function is not None and line.kind != "check"]
+    assert source.count("fillcolor=") >= len(drawn)
+    for kind in {line.kind for line in drawn}:
+        assert f'fillcolor="{viz.tape.COLOURS[kind]}"' in source
+
+
+@pytest.mark.parametrize("name", list(STEPS))
+def test_the_tape_shows_the_shape_of_every_value_a_call_binds(name):
+    step, args = _compiled(name)
+    program = step.program(*args)
+    tape = step.tape(*args)
+    for line in program.lines:
+        if line.function is None or line.out is None or "," in line.out:
+            continue  # a name bound again, or a backward's several gradients
+        shape, dtype = program.shapes[line.out] if line.shape is None else line.shape
+        assert line.shape == (shape, dtype), line
+        assert any(text.strip().startswith(f"{line.out} = {line.function}(")
+                   and text.rstrip().endswith(f"{shape} {dtype}") for text in tape.splitlines())
+
+
+@pytest.mark.parametrize("name", list(STEPS))
+def test_an_effect_that_writes_into_a_callers_array_names_it(name):
+    step, args = _compiled(name)
+    for line in step.program(*args).lines:
+        if line.kind == "effect" and line.into is not None and not line.lent:
+            assert line.target == line.into, line
+        if line.function == "grad_array":  # reads a .grad's array: changes nothing
+            assert line.target is None and line.into is None, line
+
+
+def test_a_gradient_added_into_a_kept_grad_is_an_add_of_the_op_table():
+    """The fused backend writes that add into a loop from the op's loop form."""
+    step, args = _compiled("the PyTorch cell: .grad zeroed in place")
+    adds = [line for line in step.program(*args).lines if line.function == "add"]
+    assert len(adds) == 2 and all(line.op is ad.ops.ADD for line in adds)
+
+
+@pytest.mark.parametrize("join", ["cat", "stack"])
+def test_a_compiled_backward_through_cat_and_stack_gives_eagers_gradients(join):
+    """A variadic op has one rule for all its inputs, told which input by ``which``."""
+    rng = np.random.default_rng(1)
+    values = [rng.standard_normal((2, 3)) for _ in range(3)]
+
+    def f(a, b, c):
+        return (getattr(ad, join)([a, b * 2, c.exp()], dim=0) ** 2).sum()
+
+    compiled = ad.compile(f)
+    compiled(*[ad.tensor(v, requires_grad=True) for v in values])  # the trace
+    results = []
+    for run in (compiled, f):
+        tensors = [ad.tensor(v, requires_grad=True) for v in values]
+        run(*tensors).backward()
+        results.append([t.grad.data for t in tensors])
+    for got, expected in zip(*results):
+        assert np.array_equal(got, expected)
+    assert "which=2" in compiled.tape(*[ad.tensor(v, requires_grad=True) for v in values])
+
+
+@pytest.mark.parametrize("dims, label", [
+    ((1, 0), ".T"), ((2, 1, 0), ".T"), ((1, 0, 2), "transpose(0, 1)"),
+    ((0, 2, 1), "transpose(1, 2)"), ((1, 2, 0), "permute(1, 2, 0)"),
+])
+def test_a_permute_is_drawn_as_it_would_be_written(dims, label):
+    x = ad.tensor(np.ones((2, 3, 4)[:len(dims)]), requires_grad=True)
+    assert x.permute(*dims).grad_fn.label == label
+
+
+@pytest.mark.parametrize("fn, message", [
+    (lambda x: 3, "compile: the function must return a Tensor computed by the engine, or a "
+                  "tuple of them"),
+    (lambda x: ((x * x).sum().backward(), 3)[1], "compile: the function must return a Tensor "
+                                                 "computed by the engine, or a tuple of them, "
+                                                 "or nothing"),
+])
+def test_returning_something_else_is_refused_in_full(fn, message):
+    """A whole step (it calls backward) may also return nothing."""
+    with pytest.raises(TypeError) as info:
+        ad.compile(fn)(ad.tensor(np.ones(3), requires_grad=True))
+    assert str(info.value) == message
