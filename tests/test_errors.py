@@ -90,6 +90,10 @@ BROADCAST = "(aligned from the right, each dimension must be equal or 1)"
      f"floor_divide: cannot broadcast shapes (2, 3) and (4,) {BROADCAST}"),
     (lambda: t(2, 3, grad=False) % t(4, grad=False), ad.ShapeError,
      f"remainder: cannot broadcast shapes (2, 3) and (4,) {BROADCAST}"),
+    (lambda: ad.cat([t(2, 3), t(2, 4)], dim=0), ad.ShapeError,
+     "cat: cannot join shapes (2, 3), (2, 4) along dim 0: all other dims must match"),
+    (lambda: ad.stack([t(2, 3), t(2, 3), t(3, 2)]), ad.ShapeError,
+     "stack: cannot stack shapes (2, 3), (2, 3), (3, 2): they must all be the same"),
     (lambda: t(3) @ t(4), ad.ShapeError, "matmul: cannot multiply (3,) by (4,): the last "
      "dimension of the first (3) must equal the only dimension of the second (4)"),
     (lambda: t(5, 3) @ t(4, 2), ad.ShapeError, "matmul: cannot multiply (5, 3) by (4, 2): the "

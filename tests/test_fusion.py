@@ -79,6 +79,13 @@ def test_each_unary_ops_loop_form_gives_the_eager_result(name, shape, data):
     fused_matches_eager(UNARY[name], [x], name)
 
 
+
+@pytest.mark.parametrize("bounds", [dict(max=0.5), dict(min=-0.25), dict(min=-np.inf, max=np.inf),
+                                    dict(min=-np.inf, max=0.0), dict(min=0.0, max=np.inf)])
+def test_clamps_loop_form_takes_each_bound_only_where_given_infinite_ones_too(bounds):
+    inputs = [np.linspace(-2, 2, 15).reshape(3, 5)]
+    fused_matches_eager(lambda x: x.clamp(**bounds) * 1.5, inputs, "clamp")
+
 @pytest.mark.parametrize("shapes", [((3, 5), (5,)), ((3, 5), (3, 1)), ((2, 3, 4), ())])
 @pytest.mark.parametrize("name", list(BINARY))
 @settings(max_examples=5)
@@ -295,6 +302,22 @@ def test_a_product_that_reads_the_weight_it_updates_is_not_added_into_it():
         fused(ws[0].detach()), eager(ws[1].detach())
         assert agree(ws[0].data, ws[1].data)
     assert "matmul_add" not in fused.tape(ws[0].detach())
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam"])
+def test_each_parameter_group_is_updated_with_its_own_numbers(name):
+    """Two groups, two learning rates: each weight's loops read its own group's."""
+    x, y, (ws, eager_ws) = notebook_problem("float64")
+    make = getattr(optim, name)
+    optimizers = [make([{"params": [w0]}, {"params": [w1], "lr": 0.002}], lr=0.05)
+                  for w0, w1 in (ws, eager_ws)]
+    fused = ad.compile(notebook_step(ws, optimizers[0]), backend="numba")
+    eager = notebook_step(eager_ws, optimizers[1])
+    for _ in range(4):
+        fused(x, y), eager(x, y)
+        for w, v in zip(ws, eager_ws):
+            assert agree(w.data, v.data)
+    assert "group=1" in fused.tape(x, y)
 
 def test_an_unknown_backend_and_a_missing_numba_are_clear_errors(monkeypatch):
     with pytest.raises(ValueError, match="compile: unknown backend 'jax'; expected one of "

@@ -166,3 +166,32 @@ def test_a_leaf_gradient_never_aliases_the_seed_or_another_leaf():
     (a.reshape(4) + b.reshape(4)).backward(np.arange(4.0))  # views of one array reach both
     a.grad.zero_()
     np.testing.assert_array_equal(b.grad.data, np.arange(4.0).reshape(2, 2))
+
+
+@pytest.mark.parametrize("shape_of_a", [(2, 3), (6,)])
+@pytest.mark.parametrize("ops", ["a + c", "a + c + 0", "a + (c + 0)"])
+def test_two_leaves_given_one_gradient_array_each_keep_their_own(shape_of_a, ops):
+    """add hands its upstream gradient to both inputs (and reshape a view of it): each leaf's
+    .grad is its own array, so the next backward, which adds in place, adds once to each. One
+    node of two leaves is backpropagated by a shortcut, more by the walk: both are checked."""
+    a = ad.tensor(np.zeros(shape_of_a), requires_grad=True)
+    c = ad.tensor(np.zeros((2, 3)), requires_grad=True)
+    for calls in (1, 2):
+        eval(ops, {"a": a.reshape(2, 3) if shape_of_a != (2, 3) else a, "c": c}).backward(
+            np.ones((2, 3)))
+        assert a.grad.tolist() == np.full(shape_of_a, calls).tolist()
+        assert c.grad.tolist() == np.full((2, 3), calls).tolist()
+    assert not np.shares_memory(a.grad.data, c.grad.data)
+
+
+def test_a_retained_tensor_is_forgotten_when_it_is_collected():
+    from autodiff.backward import RETAINED
+
+    before = len(RETAINED)
+    x = ad.tensor(np.ones(3), requires_grad=True)
+    y = x * 2
+    y.retain_grad()
+    assert len(RETAINED) == before + 1
+    del y
+    gc.collect()
+    assert len(RETAINED) == before

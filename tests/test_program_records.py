@@ -58,6 +58,14 @@ def _accumulating(ws):
     return step
 
 
+def _labelled(ws):
+    def step(x, labels):
+        loss = ad.nn.functional.cross_entropy((x @ ws[0]).relu() @ ws[1], labels)
+        loss.backward()
+        return loss
+    return step
+
+
 STEPS = {
     "by hand, .grad set to None": lambda ws: _by_hand(ws, zero_first=False, keep_grad=False),
     "the PyTorch cell: .grad zeroed in place": lambda ws: _by_hand(ws, True, True),
@@ -65,13 +73,15 @@ STEPS = {
     "Adam": lambda ws: _with(lambda p: optim.Adam(p, lr=0.1), ws),
     "gradients accumulated": _accumulating,
     "the loss alone": lambda ws: lambda x, y: _loss(ws, x, y),
+    "cross entropy on integer labels": _labelled,
 }
 
 
 def _compiled(name: str):
     rng = np.random.default_rng(0)
     x = ad.tensor(rng.standard_normal((6, 4)))
-    y = ad.tensor(np.eye(3)[rng.integers(0, 3, 6)])
+    labels = rng.integers(0, 3, 6)
+    y = ad.tensor(labels) if "labels" in name else ad.tensor(np.eye(3)[labels])
     step = ad.compile(STEPS[name](_weights(rng)))
     step(x, y), step(x, y)  # the trace, then a replay: .grad exists from the second on
     return step, (x, y)
@@ -103,14 +113,30 @@ def test_the_tape_shows_the_shape_of_every_value_a_call_binds(name):
                    and text.rstrip().endswith(f"{shape} {dtype}") for text in tape.splitlines())
 
 
+CHANGES = {"clear_grad": "a .grad set to None", "copyto": "an array written into",
+           "update_param": "a parameter an optimizer updates"}
+
+
 @pytest.mark.parametrize("name", list(STEPS))
-def test_an_effect_that_writes_into_a_callers_array_names_it(name):
+def test_an_effect_names_what_it_changes_and_the_drawing_points_there(name):
     step, args = _compiled(name)
-    for line in step.program(*args).lines:
+    lines = step.program(*args).lines
+    source = viz.tape_to_dot(step, *args).source
+    for k, line in enumerate(lines):
         if line.kind == "effect" and line.into is not None and not line.lent:
             assert line.target == line.into, line
+        if line.function in CHANGES:
+            assert line.target is not None, line
+        if line.target is not None:
+            assert f"line{k} -> {line.target}" in source
         if line.function == "grad_array":  # reads a .grad's array: changes nothing
             assert line.target is None and line.into is None, line
+
+
+def test_an_index_read_from_a_tensor_is_checked_once_before_it_is_used():
+    step, args = _compiled("cross entropy on integer labels")
+    checks = [line for line in step.program(*args).lines if line.function == "non_negative"]
+    assert [(line.kind, line.read) for line in checks] == [("check", ["a1"])]
 
 
 def test_a_gradient_added_into_a_kept_grad_is_an_add_of_the_op_table():
