@@ -195,3 +195,19 @@ def test_a_retained_tensor_is_forgotten_when_it_is_collected():
     del y
     gc.collect()
     assert len(RETAINED) == before
+
+
+def test_a_gradient_given_to_backward_is_cast_to_the_tensors_dtype():
+    x = ad.tensor(np.ones(3, np.float32), requires_grad=True)
+    (x * 2).backward(np.ones(3))  # float64 ones
+    assert x.grad.dtype == np.float32 and x.grad.tolist() == [2.0, 2.0, 2.0]
+
+
+def test_a_tensor_given_as_the_gradient_with_create_graph_keeps_its_own_graph():
+    """x.grad = 2x·v is recorded as a function of v too: its gradient reaches v."""
+    x = ad.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    v = ad.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    (x * x).backward(v, create_graph=True)
+    assert x.grad.tolist() == [2.0, 8.0, 18.0]
+    x.grad.sum().backward()
+    assert v.grad.tolist() == [2.0, 4.0, 6.0]

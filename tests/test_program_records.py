@@ -169,7 +169,7 @@ def test_a_compiled_backward_through_cat_and_stack_gives_eagers_gradients(join):
 
 @pytest.mark.parametrize("dims, label", [
     ((1, 0), ".T"), ((2, 1, 0), ".T"), ((1, 0, 2), "transpose(0, 1)"),
-    ((0, 2, 1), "transpose(1, 2)"), ((1, 2, 0), "permute(1, 2, 0)"),
+    ((0, 2, 1), "transpose(1, 2)"), ((1, 2, 0), "permute(1, 2, 0)"), ((0,), "permute(0,)"),
 ])
 def test_a_permute_is_drawn_as_it_would_be_written(dims, label):
     x = ad.tensor(np.ones((2, 3, 4)[:len(dims)]), requires_grad=True)
