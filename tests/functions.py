@@ -1,4 +1,4 @@
-"""User-defined Functions the tests share."""
+"""User-defined Functions, a loss and a training step the tests share."""
 
 from __future__ import annotations
 
@@ -39,3 +39,35 @@ class NotebookSoftmax(ad.Function):
 def notebook_loss(x, y, w1, w2, softmax=lambda z: z.softmax(dim=1)):
     """The notebook's network and loss: Σ (softmax(relu(x @ w1) @ w2) − y)²."""
     return (softmax((x @ w1).relu() @ w2) - y).pow(2).sum()
+
+
+def step_by_hand(ws, loss_of, lr: float, *, zero_first: bool = False, keep_grad: bool = False):
+    """A training step as PyTorch users write it: ``loss_of(*inputs)``; each existing .grad
+    zeroed in place first when `zero_first` (the notebook's PyTorch cell); backward; then
+    ``w -= lr * w.grad`` under no_grad and, unless `keep_grad`, ``w.grad = None``."""
+    def step(*inputs):
+        loss = loss_of(*inputs)
+        if zero_first:
+            for w in ws:
+                if w.grad is not None:
+                    w.grad.zero_()
+        loss.backward()
+        with ad.no_grad():
+            for w in ws:
+                w -= lr * w.grad
+                if not keep_grad:
+                    w.grad = None
+        return loss
+    return step
+
+
+def step_with(optimizer, loss_of):
+    """A training step with an optimizer: ``zero_grad()`` (.grad set to None), the loss
+    ``loss_of(*inputs)``, backward, ``step()``."""
+    def step(*inputs):
+        optimizer.zero_grad()
+        loss = loss_of(*inputs)
+        loss.backward()
+        optimizer.step()
+        return loss
+    return step

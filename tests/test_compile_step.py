@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from functions import step_by_hand, step_with
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -128,17 +129,9 @@ def test_gradients_zeroed_in_place_are_accumulated_into_the_kept_arrays(backend)
     x, y, (mine, theirs) = _problem("float32")
 
     def step_of(ws):
-        def step(x, y):
-            loss = ((x.mm(ws[0]).clamp(min=0).mm(ws[1]).softmax(dim=1) - y) ** 2).sum()
-            for w in ws:
-                if w.grad is not None:
-                    w.grad.zero_()
-            loss.backward()
-            with ad.no_grad():
-                for w in ws:
-                    w -= 0.05 * w.grad
-            return loss
-        return step
+        def cell_loss(x, y):
+            return ((x.mm(ws[0]).clamp(min=0).mm(ws[1]).softmax(dim=1) - y) ** 2).sum()
+        return step_by_hand(ws, cell_loss, 0.05, zero_first=True, keep_grad=True)
 
     compiled, eager = ad.compile(step_of(mine), backend=backend), step_of(theirs)
     for _ in range(5):
@@ -173,13 +166,7 @@ def test_a_learning_rate_a_scheduler_sets_is_read_at_each_replay_without_retraci
     schedules = [optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.5) for o in optimizers]
 
     def step_of(ws, optimizer):
-        def step(x, y):
-            optimizer.zero_grad()
-            loss = _loss(ws, x, y)
-            loss.backward()
-            optimizer.step()
-            return loss
-        return step
+        return step_with(optimizer, lambda x, y: _loss(ws, x, y))
 
     compiled = ad.compile(step_of(mine, optimizers[0]), backend=backend)
     eager = step_of(theirs, optimizers[1])
@@ -200,13 +187,7 @@ def test_a_models_module_with_cross_entropy_and_adam(backend):
     optimizers = [optim.Adam(m.parameters(), lr=1e-2) for m in models]
 
     def step_of(model, optimizer):
-        def step(x, labels):
-            optimizer.zero_grad()
-            loss = cross_entropy(model(x), labels)
-            loss.backward()
-            optimizer.step()
-            return loss
-        return step
+        return step_with(optimizer, lambda x, labels: cross_entropy(model(x), labels))
 
     compiled = ad.compile(step_of(models[0], optimizers[0]), check=True, backend=backend)
     eager = step_of(models[1], optimizers[1])

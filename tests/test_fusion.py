@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from functions import step_by_hand, step_with
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -135,20 +136,10 @@ def notebook_problem(dtype: str, seed: int = 0):
 
 def notebook_step(ws, optimizer=None, lr=0.05):
     """One training step as the notebook's PyTorch cell, with an optimizer or by hand."""
-    def step(x, y):
-        if optimizer is not None:
-            optimizer.zero_grad()
-        loss = ((x.mm(ws[0]).clamp(min=0).mm(ws[1]).softmax(dim=1) - y) ** 2).sum()
-        loss.backward()
-        if optimizer is not None:
-            optimizer.step()
-        else:
-            with ad.no_grad():
-                for w in ws:
-                    w -= lr * w.grad
-                    w.grad = None
-        return loss
-    return step
+    def loss(x, y):
+        return ((x.mm(ws[0]).clamp(min=0).mm(ws[1]).softmax(dim=1) - y) ** 2).sum()
+
+    return step_by_hand(ws, loss, lr) if optimizer is None else step_with(optimizer, loss)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -254,17 +245,9 @@ def test_an_update_of_a_gradient_nothing_else_reads_is_one_blas_call_into_the_we
     weight given a Fortran-ordered array between calls is updated all the same."""
     x, y, (ws, eager_ws) = notebook_problem("float64")
 
-    def step_of(weights):
-        def step(x, y):
-            loss = ((x @ weights[0]).relu() @ weights[1]).tanh().sum()
-            loss.backward()
-            with ad.no_grad():
-                for w in weights:
-                    w -= 0.05 * w.grad
-                    if not keeps_grad:
-                        w.grad = None
-            return loss
-        return step
+    def step_of(ws):
+        return step_by_hand(ws, lambda x, y: ((x @ ws[0]).relu() @ ws[1]).tanh().sum(), 0.05,
+                            keep_grad=keeps_grad)
 
     fused, eager = ad.compile(step_of(ws), backend="numba"), step_of(eager_ws)
     tape = fused.tape(x, y)
@@ -489,13 +472,7 @@ def test_an_optimizers_loops_are_guarded_and_one_without_loops_runs_its_own_upda
         optimizers = [make([w]) for w in ws]
 
         def step_of(w, optimizer):
-            def step(x):
-                optimizer.zero_grad()
-                loss = (x @ w.T).tanh().sum()
-                loss.backward()
-                optimizer.step()
-                return loss
-            return step
+            return step_with(optimizer, lambda x: (x @ w.T).tanh().sum())
 
         fused, eager = ad.compile(step_of(ws[0], optimizers[0]), backend="numba"), \
             step_of(ws[1], optimizers[1])

@@ -5,6 +5,7 @@ import typing
 
 import numpy as np
 import pytest
+from functions import step_by_hand, step_with
 
 import autodiff as ad
 from autodiff import optim, viz
@@ -21,33 +22,8 @@ def _loss(ws, x, y):
     return (((x @ ws[0]).relu() @ ws[1]).softmax(dim=1) - y).pow(2).sum()
 
 
-def _by_hand(ws, zero_first: bool, keep_grad: bool):
-    def step(x, y):
-        loss = _loss(ws, x, y)
-        if zero_first:
-            for w in ws:
-                if w.grad is not None:
-                    w.grad.zero_()
-        loss.backward()
-        with ad.no_grad():
-            for w in ws:
-                w -= 0.1 * w.grad
-                if not keep_grad:
-                    w.grad = None
-        return loss
-    return step
-
-
-def _with(optimizer_of, ws):
-    optimizer = optimizer_of(ws)
-
-    def step(x, y):
-        optimizer.zero_grad()
-        loss = _loss(ws, x, y)
-        loss.backward()
-        optimizer.step()
-        return loss
-    return step
+def _loss_of(ws):
+    return lambda x, y: _loss(ws, x, y)
 
 
 def _accumulating(ws):
@@ -67,10 +43,11 @@ def _labelled(ws):
 
 
 STEPS = {
-    "by hand, .grad set to None": lambda ws: _by_hand(ws, zero_first=False, keep_grad=False),
-    "the PyTorch cell: .grad zeroed in place": lambda ws: _by_hand(ws, True, True),
-    "SGD": lambda ws: _with(lambda p: optim.SGD(p, lr=0.1), ws),
-    "Adam": lambda ws: _with(lambda p: optim.Adam(p, lr=0.1), ws),
+    "by hand, .grad set to None": lambda ws: step_by_hand(ws, _loss_of(ws), 0.1),
+    "the PyTorch cell: .grad zeroed in place": lambda ws: step_by_hand(
+        ws, _loss_of(ws), 0.1, zero_first=True, keep_grad=True),
+    "SGD": lambda ws: step_with(optim.SGD(ws, lr=0.1), _loss_of(ws)),
+    "Adam": lambda ws: step_with(optim.Adam(ws, lr=0.1), _loss_of(ws)),
     "gradients accumulated": _accumulating,
     "the loss alone": lambda ws: lambda x, y: _loss(ws, x, y),
     "cross entropy on integer labels": _labelled,
