@@ -294,7 +294,8 @@ def _updates_in_products(lines: list[Line], returns: str,
             continue
         maker, between = made
         operands = _operands(lines[maker], known)
-        if (operands is None or known.get(weight) != known.get(lines[maker].out or "")
+        if (operands is None or lines[maker].accumulate != "="  # a product, not a sum of them
+                or known.get(weight) != known.get(lines[maker].out or "")
                 or any(_shares_memory(arrays, weight, name)
                        for name in names_in(", ".join(operands)))):
             continue
@@ -336,10 +337,10 @@ def _only_maker(lines: list[Line], name: str, reader: int, returns: str) -> int 
 def _operands(line: Line, known: dict[str, tuple[tuple[int, ...], np.dtype]]
               ) -> tuple[str, str] | None:
     """A matmul line's two operands as a region writes them (``a0.T``), or None if the line is
-    not a matmul of two float matrices of one dtype that BLAS can take."""
+    not a matmul of two float matrices of one dtype that BLAS can take (however its result is
+    bound, added or added in place)."""
     if (line.op is None or line.op.name != "matmul" or line.kind not in ("forward", "backward")
-            or line.accumulate != "=" or line.sum_to or line.astype
-            or line.into is not None and not line.lent):
+            or line.sum_to or line.astype or line.into is not None and not line.lent):
         return None
     if line.rule is None:
         a, b = line.read
@@ -371,7 +372,7 @@ def _in_numba(line: Line, known: dict[str, tuple[tuple[int, ...], np.dtype]]) ->
         return f"{line.out} = np.ones({line.read[0]}, np.{line.shape[1].name})"
     if line.function == "matmul_add":
         return f"{line.out} = matmul_add({', '.join(line.read)})"
-    operands = _operands(replace(line, accumulate="="), known)
+    operands = _operands(line, known)
     if operands is None:
         return None
     if line.into is not None and line.accumulate == "=":  # a program buffer
