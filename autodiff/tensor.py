@@ -886,14 +886,14 @@ def _as_index(index: Any) -> Any:
     """Tensors, lists and arrays in an index become arrays of their own (so repeated indices
     can be accumulated, and editing the caller's array later cannot move the gradient)."""
     def convert(part: Any) -> Any:
-        source = part.data if isinstance(part, Tensor) else part
+        source = part  # a trace reads the index from here at each replay (see compile)
         if isinstance(part, Tensor):
             part = part.data.copy()
         elif isinstance(part, (list, np.ndarray)):
             part = np.array(part)
             if part.size == 0:
                 part = part.astype(np.intp)  # [] selects nothing, as in NumPy and PyTorch
-        if GradMode.tracing and isinstance(source, np.ndarray):
+        if GradMode.tracing and isinstance(source, (Tensor, np.ndarray)):
             GradMode.index_sources[id(part)] = source
         if isinstance(part, np.ndarray) and part.dtype.kind in "biu" or \
                 part is None or part is Ellipsis or isinstance(part, (int, np.integer, slice)):

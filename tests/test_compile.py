@@ -582,6 +582,34 @@ def test_an_index_from_a_tensor_argument_is_read_at_each_call(backend, first, se
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_an_index_tensor_the_function_reads_by_name_is_read_at_each_call(backend):
+    """Labels the step reads from outside (not an argument), changed in place between calls:
+    the replay indexes by their values now, as eager does."""
+    logits = ad.tensor(np.arange(12.0).reshape(4, 3), requires_grad=True)
+    labels = ad.tensor([0, 1, 2, 0])
+
+    def loss(logits):
+        return cross_entropy(logits, labels) + logits[:, 0][labels].sum()
+
+    step = ad.compile(loss, backend=backend)
+    step(logits)  # the trace
+    labels.data[:] = [2, 2, 1, 0]
+    replays_as_eager(step, loss, logits, logits)
+    assert step.tape(logits).count("non_negative(c0)") == 1  # read twice, checked once
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_index_negative_when_traced_may_be_negative_at_a_replay(backend):
+    """x[i] with i < 0 counts from the end, in eager and in a replay: the non-negative check
+    guards only indices that were all ≥ 0 when traced (labels)."""
+    x = ad.tensor(np.arange(5.0), requires_grad=True)
+    step = ad.compile(lambda x, i: (x[i] * x[i]).sum(), backend=backend)
+    step(x, ad.tensor([-1, 0]))  # the trace
+    replays_as_eager(step, lambda x, i: (x[i] * x[i]).sum(), x, x, ad.tensor([-2, 3]))
+    assert "non_negative" not in step.tape(x, ad.tensor([-2, 3]))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_tensor_argument_no_op_reads_is_guarded_by_identity(backend):
     """Its values were used some other way (through .data here), which the trace froze: a new
     tensor there traces again."""
@@ -889,3 +917,19 @@ def test_a_whole_step_of_large_arrays_lends_its_buffers_call_after_call():
         assert np.array_equal(compiled(x).data, eager(x).data)
         assert all(np.array_equal(p.data, q.data) for p, q in zip(mine, theirs))
     assert len(compiled.programs[0].buffers.free) == 1  # given back after each call
+
+
+def test_a_replayed_output_is_one_node_that_a_drawing_shows_and_points_to_the_tape():
+    from autodiff import viz
+
+    w = ad.tensor([1.0, 2.0], requires_grad=True)
+    f = ad.compile(lambda x: (x * w).sum())
+    x = ad.tensor([3.0, 4.0])
+    f(x)
+    out = f(x)  # a replay: one node where eager recorded two
+    [op] = viz.snapshot(out).ops
+    assert (op.name, op.label, repr(out.grad_fn)) == ("compiled", "compiled",
+                                                       "<CompiledBackward>")
+    assert "step.tape()" in op.formulas[0]
+    with pytest.raises(TypeError, match="cannot be replayed op by op"):
+        out.grad_fn.replay()

@@ -50,6 +50,7 @@ def cross_entropy(logits: Tensor, labels: Any, reduction: str = "mean") -> Tenso
 
     logits (N, C); labels (N,) integer class indices.
     """
+    given = labels  # indexed by as given: a compiled step reads a Tensor's labels at each call
     labels = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
     if logits.ndim != 2 or labels.shape != logits.shape[:1] or labels.dtype.kind not in "iu":
         raise ShapeError(f"cross_entropy: expected logits (N, C) and integer labels (N,), got "
@@ -57,7 +58,8 @@ def cross_entropy(logits: Tensor, labels: Any, reduction: str = "mean") -> Tenso
     if labels.size and (labels.min() < 0 or labels.max() >= logits.shape[1]):
         raise ValueError(f"cross_entropy: labels must lie in [0, {logits.shape[1] - 1}], got "
                          f"{labels.min()}..{labels.max()}")
-    picked = logits.log_softmax(dim=1)[np.arange(len(labels)), labels]
+    picked = logits.log_softmax(dim=1)[np.arange(len(labels)),
+                                       given if isinstance(given, Tensor) else labels]
     return _reduce("cross_entropy", -picked, reduction)
 
 
