@@ -44,9 +44,9 @@ def _retained(t: Tensor) -> bool:
     return ref is not None and ref() is t
 
 
-def backward(root: Tensor, gradient: Any = None, *, retain_graph: bool = False,
-             create_graph: bool = False) -> None:
-    """``root.backward(...)``: accumulate into the ``.grad`` of every leaf that requires grad."""
+def backward(root: Tensor, gradient: Any, *, retain_graph: bool, create_graph: bool) -> None:
+    """``root.backward(...)`` (its defaults are there): accumulate into the ``.grad`` of every
+    leaf that requires grad."""
     if GradMode.effects is not None:  # compile is tracing a whole step: it notes the effect
         GradMode.effects.backward(root, gradient, create_graph,
                                   lambda: _backward(root, None, retain_graph, False))
@@ -148,8 +148,7 @@ def _seed(caller: str, root: Tensor, gradient: Any, create_graph: bool) -> Any:
         if create_graph and is_tensor(gradient):
             g = gradient  # a recorded backward keeps the seed's own graph
         else:  # the user's array is copied: the walker may hand it to a leaf as its .grad
-            g = np.array(gradient.data if is_tensor(gradient) else
-                         as_numeric_array(f"{caller}: gradient", gradient), dtype=root.dtype)
+            g = np.array(as_numeric_array(f"{caller}: gradient", gradient), dtype=root.dtype)
         if g.shape != root.shape:
             raise ShapeError(f"{caller}: gradient of shape {g.shape} does not match the "
                              f"tensor's shape {root.shape}")

@@ -344,9 +344,9 @@ class _Builder:
             self.captured))]
 
     def forget(self, slot: str) -> None:
-        """A slot's array was written in place: an op on it is not the one computed before."""
-        for key in [key for key, value in self.computed.items()
-                    if slot in key[1] or value == slot]:
+        """A slot's array was written in place (a parameter's, a .grad's): an op reading it is
+        not the one computed before."""
+        for key in [key for key in self.computed if slot in key[1]]:
             del self.computed[key]
 
     # ------------------------------------------------------------ the forward's ops
@@ -401,7 +401,7 @@ class _Builder:
         stay so: what checked it in Python (cross_entropy's labels) does not run again, and a
         negative one would count from the end."""
         for array, slot in indices:
-            if array.dtype.kind == "i" and array.min(initial=0) >= 0 and slot not in self.checked:
+            if array.dtype.kind == "i" and (array >= 0).all() and slot not in self.checked:
                 self.forward.append(Line("check", None, "non_negative", [slot]))
                 self.checked.add(slot)
 
@@ -606,17 +606,20 @@ class _Builder:
         if not all(isinstance(o, Tensor) and o in self.names for o in self.outputs_list):
             raise TypeError("compile: the function must return a Tensor computed by the engine, "
                             "or a tuple of them" + (", or nothing" if self.is_step else ""))
+        # the state a call finds and leaves is that of the arguments and captured tensors: an
+        # intermediate written in place is made anew by each call
+        read_slots = self.slots_read()
         grad_states = [(self.position_of(t), was_none)
                        for t, was_none in self.effects.grad_was_none.items()
-                       if was_none is not None]
-        touched = _touched(self.effects)
+                       if was_none is not None and self.slot_of(t) in read_slots]
+        touched = [(t, optimizer) for t, optimizer in _touched(self.effects)
+                   if self.slot_of(t) in read_slots]
         identity = {self.slot_of(t) for t, _ in touched}
         outputs = [self.names[o] for o in self.outputs_list]
         values = [f"t{k}" for k in range(len(self.entries)) if k not in self.merged]
         # gradients go to the arguments and captured tensors that require grad (a captured one
         # with its own graph passes them on: the walker continues from it); a step's outputs
         # get none: its backward ran inside it
-        read_slots = self.slots_read()
         leaf_names = [] if self.is_step else list(dict.fromkeys(
             self.names[t] for t in self.named_in_order
             if t.requires_grad and self.names[t] in read_slots))

@@ -804,6 +804,30 @@ def test_under_no_grad_the_buffers_are_given_back_at_once(lend_every_array):
         assert len(step.program(x, y).buffers.free) == 1
 
 
+def test_float32_buffers_hold_float32_and_replay_as_eager(lend_every_array):
+    x, y, w1, w2 = notebook_problem(np.float32)
+    loss = lambda x, y: squared_error((x @ w1).relu() @ w2, y)  # noqa: E731
+    step = ad.compile(loss)
+    step(x, y)  # traced
+    for _ in range(2):  # the second writes into the buffers the first gave back
+        replayed = step(x, y)
+        assert replayed.dtype == np.float32
+        expected = gradients(loss(x, y), (w1, w2))
+        for g, e in zip(gradients(replayed, (w1, w2)), expected):
+            assert g.dtype == np.float32
+            np.testing.assert_array_equal(g, e)
+
+
+def test_buffers_given_back_by_many_calls_are_kept_only_up_to_a_bound(lend_every_array):
+    """Four calls' values lent at once, then their backwards: the program keeps KEPT sets of
+    buffers for the next calls and lets the rest go."""
+    step, _, weights, (x, y) = notebook_step()
+    step(x, y)  # traced
+    for loss in [step(x, y) for _ in range(4)]:
+        gradients(loss, weights)
+    assert len(step.program(x, y).buffers.free) == PROGRAM.Buffers.KEPT
+
+
 def test_arrays_smaller_than_a_mallocs_mmap_threshold_are_not_lent():
     """Below 128 KiB malloc's free lists are faster than NumPy's out= (the notebook step)."""
     step, _, _, (x, y) = notebook_step()
@@ -933,3 +957,87 @@ def test_a_replayed_output_is_one_node_that_a_drawing_shows_and_points_to_the_ta
     assert "step.tape()" in op.formulas[0]
     with pytest.raises(TypeError, match="cannot be replayed op by op"):
         out.grad_fn.replay()
+
+
+@pytest.mark.parametrize("by", ["hand", "copy", "optimizer"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_op_written_again_after_a_step_changed_its_operand_is_computed_again(by, backend):
+    """The same op on the same slots is computed once, unless what it reads was written in
+    between: w.grad * 2 before and after a backward added into w.grad, w * x before and after
+    w's update (in place by hand, copied in, or by an optimizer)."""
+    w = ad.tensor([1.0, 2.0], requires_grad=True)
+    optimizer = SGD([w], lr=0.5)
+
+    def step(x):
+        (w * x).sum().backward()
+        doubled = (w.grad * 2).sum()
+        (w * x).sum().backward()
+        again = (w.grad * 2).sum()
+        before = (w * x).sum()
+        with ad.no_grad():
+            if by == "hand":
+                w.sub_(0.5 * w.grad)
+            elif by == "copy":
+                w.copy_(w - 0.5 * w.grad)
+            else:
+                optimizer.step()
+        after = (w * x).sum()
+        w.grad = None
+        return doubled, again, before, after
+
+    compiled = ad.compile(step, backend=backend)
+    x = ad.tensor([3.0, 4.0])
+    for _ in range(3):  # the trace, then replays
+        old = w.data.copy()
+        outputs = [t.item() for t in compiled(x)]
+        assert outputs == [14.0, 28.0, old @ x.data, (old - x.data) @ x.data]  # w.grad = 2x
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_intermediate_changed_in_place_is_read_with_its_new_values(backend):
+    w = ad.tensor([1.0, 2.0], requires_grad=True)
+
+    def step(x):
+        with ad.no_grad():
+            scale = x * 2
+            scale += 1
+        return (w * scale).sum()
+
+    compiled = ad.compile(step, backend=backend)
+    x = ad.tensor([3.0, 4.0])
+    for _ in range(2):  # the trace, then a replay
+        loss = compiled(x)
+        loss.backward()
+        assert loss.item() == 25.0 and w.grad.tolist() == [7.0, 9.0]
+        w.grad = None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_empty_index_tensor_is_traced_and_replayed(backend):
+    """An empty batch of labels: nothing picked, a loss of 0 and a gradient of zeros."""
+    x = ad.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    compiled = ad.compile(lambda x, i: x[i].sum(), backend=backend)
+    for _ in range(2):  # the trace, then a replay
+        loss = compiled(x, ad.tensor(np.array([], dtype=np.int64)))
+        loss.backward()
+        assert loss.item() == 0.0 and x.grad.tolist() == [[0.0] * 3] * 2
+        x.grad = None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_step_that_walks_its_graph_twice_keeps_it_the_first_time(backend):
+    """backward(retain_graph=True), then backward again: twice the gradient, in each call."""
+    w = ad.tensor([1.0, 2.0], requires_grad=True)
+
+    def step(x):
+        loss = (w * x).sum()
+        loss.backward(retain_graph=True)
+        loss.backward()
+        return loss
+
+    compiled = ad.compile(step, backend=backend)
+    x = ad.tensor([3.0, 4.0])
+    for _ in range(3):  # the trace, then replays
+        assert compiled(x).item() == 11.0
+        np.testing.assert_array_equal(w.grad.data, 2 * x.data)
+        w.grad = None

@@ -197,10 +197,15 @@ def test_a_retained_tensor_is_forgotten_when_it_is_collected():
     assert len(RETAINED) == before
 
 
-def test_a_gradient_given_to_backward_is_cast_to_the_tensors_dtype():
+@pytest.mark.parametrize("given", [np.ones, lambda n: ad.tensor(np.ones(n))],
+                         ids=["array", "tensor"])
+def test_a_gradient_given_to_backward_is_cast_to_the_tensors_dtype(given):
     x = ad.tensor(np.ones(3, np.float32), requires_grad=True)
-    (x * 2).backward(np.ones(3))  # float64 ones
+    (x * 2).backward(given(3))  # float64 ones
     assert x.grad.dtype == np.float32 and x.grad.tolist() == [2.0, 2.0, 2.0]
+    x.grad = None
+    x.backward(given(3))  # the leaf itself: the seed is its .grad
+    assert x.grad.dtype == np.float32 and x.grad.tolist() == [1.0, 1.0, 1.0]
 
 
 def test_a_tensor_given_as_the_gradient_with_create_graph_keeps_its_own_graph():
