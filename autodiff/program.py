@@ -415,11 +415,11 @@ class _Builder:
                 and e.out.dtype == record.target.dtype and id(e.out) not in self.returned
                 and not any(e.out is t for later in self.entries[k + 1:] for t in later.inputs)):
             return None
-        owner = self.effects.owners.get(record.target)
-        if owner is None and self.slot_of(record.target) not in self.slots_read():
+        target = self.slot_of(record.target)  # a .grad's slot is its leaf's gradient_of
+        if record.target not in self.effects.owners and target not in self.slots_read():
             return None
         self.fused.add(id(record))
-        return self.gradient_of(owner) if owner is not None else self.slot_of(record.target)
+        return target
 
     # ------------------------------------------------------------ a whole step's effects
     def effect_lines(self, at: int) -> None:
@@ -448,12 +448,10 @@ class _Builder:
         """An in-place op outside recording: its value into the target's own array (a weight,
         a .grad), or, for an intermediate, the value's slot is the target's from now on."""
         value = self.slot_of(record.value)
-        owner = self.effects.owners.get(record.target)
-        target = self.slot_of(record.target) if owner is None else self.gradient_of(owner)
-        if owner is None and target not in self.slots_read():
+        target = self.slot_of(record.target)  # a .grad's slot is its leaf's gradient_of
+        if record.target not in self.effects.owners and target not in self.slots_read():
             self.give_slot(record.target, value)
             return
-        self.slot_of(record.target)
         if id(record) not in self.fused:
             self.forward.append(Line("effect", None, "copyto", [target, value],
                                      ["casting='same_kind'"], target=target))

@@ -1041,3 +1041,82 @@ def test_a_step_that_walks_its_graph_twice_keeps_it_the_first_time(backend):
         assert compiled(x).item() == 11.0
         np.testing.assert_array_equal(w.grad.data, 2 * x.data)
         w.grad = None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_tensor_argument_whose_state_the_step_changes_is_guarded_by_identity(backend):
+    """The step updates its argument through an optimizer that holds w1: given w2 instead,
+    eager updates nothing (w2 is not the optimizer's) and w2 keeps its .grad. The program
+    was traced for w1's state, so another tensor there is traced again."""
+    w1, w2 = ad.tensor([1.0, 2.0], requires_grad=True), ad.tensor([1.0, 2.0], requires_grad=True)
+    optimizer = SGD([w1], lr=0.5)
+
+    def step(w, x):
+        (w * x).sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    compiled = ad.compile(step, backend=backend)
+    x = ad.tensor([3.0, 4.0])
+    compiled(w1, x)  # the trace
+    compiled(w1, x)  # a replay
+    assert w1.tolist() == [-2.0, -2.0] and w1.grad is None
+    compiled(w2, x)
+    assert w2.tolist() == [1.0, 2.0] and w2.grad.tolist() == [3.0, 4.0]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_cast_to_another_dtype_is_replayed_in_that_dtype(backend):
+    w = ad.tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
+    compiled = ad.compile(lambda x: (x.to(ad.float32) * w).sum(), backend=backend)
+    x = ad.tensor([3.0, 4.0])  # float64
+    for _ in range(2):  # the trace, then a replay
+        loss = compiled(x)
+        loss.backward()
+        assert loss.dtype == np.float32 and loss.item() == 11.0
+        assert w.grad.dtype == np.float32 and w.grad.tolist() == [3.0, 4.0]
+        w.grad = None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_value_the_step_returns_and_copies_into_a_weight_is_an_array_of_its_own(backend):
+    """new = w − lr·w.grad, copied into w and returned: the caller's tensor is not w's array
+    (which the next call changes), as in eager."""
+    w = ad.tensor([1.0, 2.0], requires_grad=True)
+
+    def step(x):
+        (w * x).sum().backward()
+        with ad.no_grad():
+            new = w - 0.5 * w.grad
+            w.copy_(new)
+        w.grad = None
+        return new
+
+    compiled = ad.compile(step, backend=backend)
+    x = ad.tensor([2.0, 2.0])
+    compiled(x)  # the trace
+    kept = compiled(x)
+    assert kept.tolist() == w.tolist() == [-1.0, 0.0]
+    compiled(x)
+    assert kept.tolist() == [-1.0, 0.0] and w.tolist() == [-2.0, -1.0]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_gradient_scaled_in_place_inside_the_step_is_stored_scaled(backend):
+    """Clipping-style: w.grad.mul_(0.5) after backward, the .grad kept across calls (each
+    backward adds into it): the same .grad as eager after every call."""
+    w = ad.tensor([1.0, 2.0], requires_grad=True)
+
+    def step(x):
+        (w * x).sum().backward()
+        with ad.no_grad():
+            w.grad.mul_(0.5)
+        return w.grad.sum()
+
+    compiled = ad.compile(step, backend=backend)
+    x = ad.tensor([4.0, 8.0])
+    expected = np.zeros(2)
+    for _ in range(3):  # the trace, then replays
+        total = compiled(x)
+        expected = (expected + x.data) * 0.5
+        assert w.grad.tolist() == expected.tolist() and total.item() == expected.sum()
