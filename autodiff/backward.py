@@ -113,8 +113,10 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
     for i, t in enumerate(inputs):
         if not t.requires_grad:
             raise RuntimeError(f"grad: input {i} (shape {t.shape}) does not require grad")
-    retain = create_graph if retain_graph is None else retain_graph
-    found = _walk(outputs, seeds, retain or create_graph, create_graph, targets=inputs)
+    # the graph is kept when asked, and always for create_graph (a gradient of the gradient
+    # walks it again); retain_graph=None is PyTorch's default of create_graph
+    found = _walk(outputs, seeds, bool(retain_graph) or create_graph, create_graph,
+                  targets=inputs)
     result = []
     for i, t in enumerate(inputs):
         g = found.get(t)

@@ -32,6 +32,13 @@ def test_only_the_op_that_produced_the_nan_is_blamed():
         (x.exp() * 2).sum()  # no op produced it: no error
 
 
+def test_a_non_finite_gradient_the_caller_gave_blames_no_op():
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    with ad.detect_anomaly():
+        (x * 3).backward(np.array([np.inf, 1.0]))  # the inf comes from the user's gradient
+    assert x.grad.tolist() == [np.inf, 3.0]
+
+
 def test_works_as_a_decorator_and_switches_off_afterwards():
     @ad.detect_anomaly()
     def bad(x):

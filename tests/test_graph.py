@@ -49,7 +49,8 @@ def test_second_backward_through_a_freed_graph_fails_clearly():
     x = ad.tensor([1.0, 2.0], requires_grad=True)
     y = (x.exp() * 2).sum()
     y.backward()
-    with pytest.raises(ad.GraphFreedError, match="retain_graph=True"):
+    with pytest.raises(ad.GraphFreedError, match=r"the graph through <SumBackward> was freed "
+                                                  r"by an earlier backward; .*retain_graph=True"):
         y.backward()
 
 
@@ -216,3 +217,29 @@ def test_a_tensor_given_as_the_gradient_with_create_graph_keeps_its_own_graph():
     assert x.grad.tolist() == [2.0, 8.0, 18.0]
     x.grad.sum().backward()
     assert v.grad.tolist() == [2.0, 4.0, 6.0]
+
+
+def test_a_retained_gradient_is_a_copy_that_later_backwards_leave_alone():
+    """y = a + 1 passes y's gradient on to a as it is; a.grad, owned by backward, is added into
+    in place by the next backward: y.grad must not be that array."""
+    a = ad.tensor([1.0, 2.0], requires_grad=True)
+    y = a + 1.0
+    y.retain_grad()
+    (y * 3).sum().backward()
+    (a * 5).sum().backward()
+    assert y.grad.tolist() == [3.0, 3.0] and a.grad.tolist() == [8.0, 8.0]
+
+
+def test_grad_returns_constants_unless_asked_for_a_graph():
+    """As torch.autograd.grad: create_graph=False by default, so the result has no graph."""
+    x = ad.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    (g,) = ad.grad((x * x).sum(), x)
+    assert g.tolist() == [2.0, 4.0, 6.0] and not g.requires_grad and g.grad_fn is None
+    (g,) = ad.grad((x * x).sum(), x, create_graph=True)
+    assert g.requires_grad and g.grad_fn is not None
+
+
+def test_grad_takes_a_tensor_as_the_gradient_of_one_output():
+    x = ad.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    (g,) = ad.grad(x * x, x, grad_outputs=ad.tensor([1.0, 0.0, 2.0]))
+    assert g.tolist() == [2.0, 0.0, 12.0]
