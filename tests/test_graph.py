@@ -243,3 +243,12 @@ def test_grad_takes_a_tensor_as_the_gradient_of_one_output():
     x = ad.tensor([1.0, 2.0, 3.0], requires_grad=True)
     (g,) = ad.grad(x * x, x, grad_outputs=ad.tensor([1.0, 0.0, 2.0]))
     assert g.tolist() == [2.0, 0.0, 12.0]
+
+
+def test_grad_of_two_outputs_one_computed_from_the_other_sums_both_into_it():
+    """z = 2y: d(y + z)/dy is 1 + 2, so y waits for z's share before its gradient is final."""
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    y = x * x
+    z = y * 2
+    gy, gx = ad.grad([y, z], [y, x], grad_outputs=[np.ones(2), np.ones(2)])
+    assert gy.tolist() == [3.0, 3.0] and gx.tolist() == [6.0, 12.0]
