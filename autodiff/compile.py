@@ -288,6 +288,8 @@ class Compiled:
                     buffers = []
         if buffers and lent is not None:  # no backward will read them
             lent.give_back(buffers)
+        if program.returns_none:
+            return None
         return tuple(outputs) if program.output_is_tuple else outputs[0]
 
     def _checked(self, program: Program, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -344,5 +346,5 @@ class Compiled:
         for function in program.functions:
             lines += ["", *function.source(taped)]
         for source in program.kernels:
-            lines += ["", "# a fused kernel, compiled by numba", *source.rstrip().split("\n")]
+            lines += ["", "# a fused kernel, compiled by numba", source.rstrip()]
         return "\n".join(lines)

@@ -93,8 +93,9 @@ def neg_vjp(g: Value, out: Value, x: Value) -> Value:
 
 def pow_da(g: Value, out: Value, a: Value, b: Value) -> Value:
     """dA = G·B·A^(B−1)   (0 where A = B = 0, as PyTorch: A⁰ = 1 is constant)"""
-    if type(b) is np.ndarray and b.ndim == 0 and b == 2:  # x ** 2 in a plain backward: 2·G·A,
-        return g * (2 * a)  # no power taken (the same bits: doubling is exact)
+    # x ** 2 in a plain backward: 2·G·A, no power taken (the same bits: doubling is exact)
+    if type(b) is np.ndarray and b.ndim == 0 and b.item() == 2:
+        return g * (2 * a)
     exponent = b - 1
     if np.count_nonzero(np.asarray(b)) < np.size(b):  # some B = 0: where A = 0 too, B·A^(B−1)
         exponent = exponent + ((np.asarray(a) == 0) & (np.asarray(b) == 0))  # is 0·∞: take A¹
@@ -364,7 +365,9 @@ def sum_forward(x: np.ndarray, dim: tuple[int, ...] | None, keepdim: bool) -> np
 
 def sum_vjp(g: Value, out: Value, x: Value, dim: tuple[int, ...] | None, keepdim: bool) -> Value:
     """dx = G copied back over the summed dims"""
-    return prim.broadcast_to(g.reshape(keepdim_shape(x.shape, dim)), x.shape)
+    if dim is not None and not keepdim:  # the summed dims back, as 1s (a full sum broadcasts)
+        g = g.reshape(keepdim_shape(x.shape, dim))
+    return prim.broadcast_to(g, x.shape)
 
 
 def sum_jvp(dx: Value, out: Value, x: Value, dim: tuple[int, ...] | None, keepdim: bool) -> Value:
@@ -489,6 +492,10 @@ def permute_label(dims: tuple[int, ...]) -> str:
 
 
 def broadcast_to_forward(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    if x.ndim == 0 and x.dtype.kind in "biuf":  # one number everywhere (a loss's gradient):
+        view = np.ndarray(shape, x.dtype, x, strides=(0,) * len(shape))  # np.broadcast_to's
+        view.flags.writeable = False  # view, without its checks (a quarter of the cost)
+        return view
     return np.broadcast_to(x, shape)  # a read-only view, as NumPy's and PyTorch's expand: no copy
 
 

@@ -286,13 +286,15 @@ class _Builder:
         self.grads_added_into: set[Tensor] = set()  # leaves whose .grad a step adds into
         self.transient = effects.transient()
         self.is_step = any(isinstance(r, Backward) for r in effects.records)
+        # what a function with effects may return: nothing (an update, optimizer.step)
+        self.returns_none = result is None and bool(effects.records)
         self.arguments: list[tuple[str, str, str]] = []  # (slot, where in args, in words)
         for slot, expression, words, t in tensor_arguments(args):
             if t not in self.names:
                 self.give_slot(t, slot)
                 self.arguments.append((slot, expression, words))
         outputs = list(result) if isinstance(result, tuple) else [result]
-        self.outputs_list = [] if result is None and self.is_step else outputs
+        self.outputs_list = [] if self.returns_none else outputs
         self.returned = {id(o) for o in self.outputs_list}
         self.returned_arrays = [o.data for o in self.outputs_list if isinstance(o, Tensor)]
         # the forward's values are lent to a call until its backward has run: with two
@@ -603,7 +605,8 @@ class _Builder:
         self.effect_lines(len(self.entries))
         if not all(isinstance(o, Tensor) and o in self.names for o in self.outputs_list):
             raise TypeError("compile: the function must return a Tensor computed by the engine, "
-                            "or a tuple of them" + (", or nothing" if self.is_step else ""))
+                            "or a tuple of them, or nothing when it changes state (a "
+                            "backward, an update)")
         # the state a call finds and leaves is that of the arguments and captured tensors: an
         # intermediate written in place is made anew by each call
         read_slots = self.slots_read()
@@ -673,7 +676,7 @@ class _Builder:
                        text, functions, header, self.shapes, isinstance(self.result, tuple),
                        unread=unread, buffers=Buffers.of(self.buffers),
                        gradient_buffers=gradient_buffers, step=self.is_step, touched=touched,
-                       returns_none=self.result is None and self.is_step, kernels=kernels)
+                       returns_none=self.returns_none, kernels=kernels)
 
 
 def _tuple(names: list[str]) -> str:

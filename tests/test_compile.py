@@ -465,8 +465,10 @@ def test_an_argument_the_function_also_reads_by_name_is_guarded_by_identity():
 def test_compile_refuses_what_it_cannot_use_by_name():
     with pytest.raises(TypeError, match=r"compile: expected a function to trace, got Tensor"):
         ad.compile(ad.tensor([1.0]))
-    with pytest.raises(ValueError, match=r"compile: cache_size must be an int ≥ 1 .* got 0"):
-        ad.compile(lambda x: x * 2, cache_size=0)
+    for size in [0, True, 2.0]:
+        with pytest.raises(ValueError, match=rf"compile: cache_size must be an int ≥ 1 .* got "
+                                             rf"{size!r}"):
+            ad.compile(lambda x: x * 2, cache_size=size)
 
 
 def _set_grad(x):
@@ -861,12 +863,31 @@ def test_a_global_read_inside_a_lambda_of_the_step_is_guarded(backend):
 
 
 def test_the_cache_keeps_eight_programs_by_default_and_one_when_asked():
+    traced = []
+
+    def tripled(x):
+        traced.append(x.shape)  # runs only when traced
+        return (x * 3).sum()
+
     step = ad.compile(lambda x: (x * 2).sum())
-    single = ad.compile(lambda x: (x * 3).sum(), cache_size=1)
+    single = ad.compile(tripled, cache_size=1)
     for n in range(1, 11):
         step(ad.ones(n)), single(ad.ones(n))
     assert len(step.programs) == 8 and len(single.programs) == 1
-    assert single(ad.ones(10)).item() == 30.0  # the one it kept replays
+    assert single(ad.ones(10)).item() == 30.0 and len(traced) == 10  # the one it kept replays
+
+
+def test_the_program_used_least_recently_is_the_one_dropped():
+    traced = []
+
+    def doubled(x):
+        traced.append(len(x))  # runs only when traced
+        return (x * 2).sum()
+
+    step = ad.compile(doubled, cache_size=2)
+    for n in [1, 2, 1, 3, 1, 2]:  # 3 drops 2 (1 was used after it); then 2 drops 3
+        step(ad.ones(n))
+    assert traced == [1, 2, 3, 2]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -1120,3 +1141,133 @@ def test_a_gradient_scaled_in_place_inside_the_step_is_stored_scaled(backend):
         total = compiled(x)
         expected = (expected + x.data) * 0.5
         assert w.grad.tolist() == expected.tolist() and total.item() == expected.sum()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_compiled_loss_called_inside_a_compiled_step(backend):
+    """The loss traces inside the step's trace; the step goes on tracing after it (its
+    backward, its update, what a trace refuses) and replays as eager."""
+    x, y, w1, w2 = notebook_problem()
+    optimizer = SGD([w1, w2], lr=0.1)
+    loss_of = ad.compile(lambda x, y: squared_error((x @ w1).relu() @ w2, y), backend=backend)
+
+    def step(x, y):
+        optimizer.zero_grad()
+        loss = loss_of(x, y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    compiled = ad.compile(step, backend=backend)
+    start = [w.data.copy() for w in (w1, w2)]
+    compiled_losses = [compiled(x, y).item() for _ in range(3)]
+    compiled_weights = [w.data.copy() for w in (w1, w2)]
+    for w, s in zip((w1, w2), start):
+        w.data[...] = s
+    eager_losses = [step(x, y).item() for _ in range(3)]
+    same = agree if compiled.fuse is not None else np.array_equal
+    assert same(np.array(compiled_losses), np.array(eager_losses))
+    assert all(same(c, w.data) for c, w in zip(compiled_weights, (w1, w2)))
+
+    fresh = ad.compile(lambda x, y: squared_error((x @ w1).relu() @ w2, y), backend=backend)
+
+    def refused(x, y):
+        loss = fresh(x, y)  # traced inside the outer trace
+        return ad.tensor(loss)  # a Tensor made from another's values: refused while tracing
+
+    with pytest.raises(RuntimeError, match="a Tensor made from another one's values"):
+        ad.compile(refused, backend=backend)(x, y)
+
+
+def test_a_replayed_outputs_graph_freed_by_its_backward_says_so():
+    w = ad.tensor([1.0, 2.0], requires_grad=True)
+    step = ad.compile(lambda x: (x * w).sum())
+    x = ad.tensor([3.0, 4.0])
+    step(x)  # the trace
+    loss = step(x)
+    loss.backward()
+    with pytest.raises(ad.GraphFreedError, match="the graph through <CompiledBackward> was freed"):
+        loss.backward()
+
+
+def test_an_argument_modified_in_place_before_the_call_is_no_obstacle_to_backward():
+    w = ad.tensor([1.0, 2.0], requires_grad=True)
+    step = ad.compile(lambda x: (x * w).sum())
+    x, other = ad.tensor([3.0, 4.0]), ad.tensor([0.0])
+    step(x)  # the trace
+    x.add_(1.0)  # before the call: its values are the ones the call reads
+    loss = step(x)
+    other.add_(1.0)  # an in-place op elsewhere after it
+    loss.backward()
+    assert w.grad.tolist() == [4.0, 5.0]
+
+
+def test_a_compiled_function_keeps_its_name_and_docstring():
+    def loss(x):
+        """The loss."""
+        return (x * 2).sum()
+
+    compiled = ad.compile(loss)
+    assert (compiled.__name__, compiled.__doc__, compiled.__wrapped__) == ("loss", "The loss.",
+                                                                          loss)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_step_that_never_clears_grad_adds_into_it_at_every_call(backend):
+    """The first call finds .grad None and stores; the next find a .grad and add into it: the
+    guard tells them apart (a program for each)."""
+    w = ad.tensor([1.0, 2.0], requires_grad=True)
+    step = ad.compile(lambda x: (w * x).sum().backward(), backend=backend)
+    x = ad.tensor([3.0, 4.0])
+    for calls in range(1, 5):
+        step(x)
+        assert w.grad.tolist() == [3.0 * calls, 4.0 * calls]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_update_reads_the_grad_that_backward_outside_the_step_left(backend):
+    """The gradient is computed eagerly, the update compiled: each call reads the .grad of
+    that moment (a new tensor after each backward outside), never the traced one."""
+    w = ad.tensor([1.0, 2.0], requires_grad=True)
+
+    def update():
+        with ad.no_grad():
+            w.sub_(0.5 * w.grad)
+
+    step = ad.compile(update, backend=backend)
+    for scale in [1.0, 2.0, 3.0]:
+        w.grad = None
+        (w * scale).sum().backward()
+        before = w.data.copy()
+        step()
+        assert (w.data == before - 0.5 * scale).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_grad_the_caller_assigned_is_replaced_by_the_sum_never_added_into(backend):
+    """As the walker: a .grad the user set is the user's array; backward stores a new one."""
+    w = ad.tensor([1.0, 2.0], requires_grad=True)
+    step = ad.compile(lambda x: (w * x).sum().backward(), backend=backend)
+    x = ad.tensor([3.0, 4.0])
+    for _ in range(3):  # the trace, then replays
+        mine = ad.tensor([10.0, 10.0])
+        w.grad = mine
+        step(x)
+        assert w.grad.tolist() == [13.0, 14.0] and mine.tolist() == [10.0, 10.0]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_optimizers_step_compiled_alone_matches_eager(backend):
+    """As torch.compile(optimizer.step): the gradients come from an eager backward, the
+    update (Adam's moments and step count included) is replayed."""
+    compiled_w, eager_w = (ad.tensor([1.0, -2.0, 3.0], requires_grad=True) for _ in range(2))
+    compiled_opt, eager_opt = Adam([compiled_w], lr=0.1), Adam([eager_w], lr=0.1)
+    step = ad.compile(compiled_opt.step, backend=backend)
+    same = agree if step.fuse is not None else np.array_equal
+    x = ad.tensor([0.5, 1.5, -1.0])
+    for _ in range(4):
+        for w, take_step in [(compiled_w, step), (eager_w, eager_opt.step)]:
+            w.grad = None
+            ((w * x) ** 2).sum().backward()
+            assert take_step() is None
+        assert same(compiled_w.data, eager_w.data)
