@@ -195,7 +195,7 @@ class Effects:
         value = compute(target)
         self._save(self.owners.get(target, target))
         write()
-        written = np.asarray(value.data).astype(target.dtype, copy=False)
+        written = np.asarray(value.data, dtype=target.dtype)
         if not identical(target.data, np.broadcast_to(written, target.shape)):
             raise RuntimeError(f"compile: the in-place {what} on a tensor of shape "
                                f"{target.shape} {target.dtype} rounds differently from its "

@@ -662,13 +662,10 @@ def cast_forward(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return x.astype(dtype)
 
 
-def comparison(name: str, forward: np.ufunc) -> Op:
-    return Op(name, forward, (None, None), elementwise=True, explain=explain_broadcast)
-
-
-LT, LE = comparison("lt", np.less), comparison("le", np.less_equal)
-GT, GE = comparison("gt", np.greater), comparison("ge", np.greater_equal)
-EQ, NE = comparison("eq", np.equal), comparison("ne", np.not_equal)
+LT, LE, GT, GE, EQ, NE = (
+    Op(name, forward, (None, None), elementwise=True, explain=explain_broadcast)
+    for name, forward in [("lt", np.less), ("le", np.less_equal), ("gt", np.greater),
+                          ("ge", np.greater_equal), ("eq", np.equal), ("ne", np.not_equal)])
 DETACH = Op("detach", detach_forward, (None,))
 
 
