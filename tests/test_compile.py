@@ -1271,3 +1271,30 @@ def test_an_optimizers_step_compiled_alone_matches_eager(backend):
             ((w * x) ** 2).sum().backward()
             assert take_step() is None
         assert same(compiled_w.data, eager_w.data)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_gradient_scaled_in_place_then_used_and_cleared_matches_eager(backend):
+    """backward, w.grad.mul_(0.5) (clipping's pattern), optimizer.step(), zero_grad(): nobody
+    sees the .grad after the call, and the update reads the scaled one."""
+    weights = [ad.tensor([1.0, -2.0], requires_grad=True) for _ in range(2)]
+    optimizers = [SGD([w], lr=0.1, momentum=0.9) for w in weights]
+    x = ad.tensor([3.0, 4.0])
+
+    def step_of(w, optimizer):
+        def step(x):
+            loss = ((w * x) ** 2).sum()
+            loss.backward()
+            with ad.no_grad():
+                w.grad.mul_(0.5)
+            optimizer.step()
+            optimizer.zero_grad()
+            return loss
+        return step
+
+    compiled = ad.compile(step_of(weights[0], optimizers[0]), backend=backend)
+    eager = step_of(weights[1], optimizers[1])
+    same = agree if compiled.fuse is not None else np.array_equal
+    for _ in range(4):
+        assert same(compiled(x).data, eager(x).data)
+        assert same(weights[0].data, weights[1].data) and weights[0].grad is None
