@@ -208,9 +208,9 @@ class Compiled:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if kwargs and any(tensors_in(v, "", "") for v in kwargs.values()):
             args, kwargs = self._positional(args, kwargs)
-        if GradMode.op_hooks or GradMode.detect_anomaly or GradMode.record_origins:
-            # forward mode, anomaly detection and localisation watch every op: a replay runs
-            # none, so run the function as it is
+        if GradMode.op_hooks or GradMode.record_origins:
+            # forward mode, and anomaly detection and localisation (which record each op's
+            # origin), watch every op: a replay runs none, so run the function as it is
             return self.fn(*args, **kwargs)
         program = self._find(args, kwargs)
         if program is None:
