@@ -81,10 +81,12 @@ def propagate(op: Op, inputs: tuple[Tensor, ...], params: dict[str, Any], out: T
 def shaped_tangent(total: Any, out: Tensor, recorded: bool) -> Any:
     """The summed contributions as a tangent of out's shape and dtype (zeros if none)."""
     if total is None:  # no rule for the inputs that move (sign): its tangent is 0
-        total = np.zeros(out.shape, out.dtype)
+        total = np.zeros(out.shape)  # cast to out's dtype below
     if recorded:
         if not hasattr(total, "grad_fn"):
             total = type(out)._wrap(np.asarray(total, dtype=out.dtype))
+        elif total.dtype != out.dtype:  # a tangent of another dtype: cast as it is recorded
+            total = total.to(out.dtype)
         return total if total.shape == out.shape else prim.broadcast_to(total, out.shape)
     total = np.asarray(total)
     if total.shape != out.shape:

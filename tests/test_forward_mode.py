@@ -236,7 +236,7 @@ def test_a_tangent_has_its_outputs_shape_and_dtype(dtype, create_graph):
     shape, made zeros where there is none, and kept in the output's dtype."""
     x = ad.tensor(np.array([0.5, -1.5, 2.0], dtype))
     s = ad.tensor(np.array(0.25, dtype), requires_grad=create_graph)
-    v = np.array(2.0, dtype)
+    v = np.array(2.0)  # a float64 tangent for a float32 s too
     with forward_mode({s: ad.tensor(v) if create_graph else v},
                       create_graph=create_graph) as table:
         shifted = x + s
