@@ -492,7 +492,7 @@ def permute_label(dims: tuple[int, ...]) -> str:
 
 
 def broadcast_to_forward(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    if x.ndim == 0 and x.dtype.kind in "biuf":  # one number everywhere (a loss's gradient):
+    if x.ndim == 0:  # one number everywhere (a loss's gradient):
         view = np.ndarray(shape, x.dtype, x, strides=(0,) * len(shape))  # np.broadcast_to's
         view.flags.writeable = False  # view, without its checks (a quarter of the cost)
         return view

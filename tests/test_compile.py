@@ -601,6 +601,20 @@ def test_an_index_tensor_the_function_reads_by_name_is_read_at_each_call(backend
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_an_index_by_an_arguments_array_is_read_at_each_call(backend):
+    """x[i.data]: the index is the argument's own array, read from its slot at every replay."""
+    x = ad.tensor(np.arange(5.0), requires_grad=True)
+
+    def picked(x, i):
+        return (x[i.data] * 2).sum()
+
+    step = ad.compile(picked, backend=backend)
+    step(x, ad.tensor([0, 1]))  # the trace
+    replays_as_eager(step, picked, x, x, ad.tensor([4, 2]))
+    assert "index=a1" in step.tape(x, ad.tensor([4, 2]))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_an_index_negative_when_traced_may_be_negative_at_a_replay(backend):
     """x[i] with i < 0 counts from the end, in eager and in a replay: the non-negative check
     guards only indices that were all ≥ 0 when traced (labels)."""
