@@ -206,7 +206,7 @@ class Compiled:
         self.name = getattr(fn, "__name__", type(fn).__name__)  # for messages
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if kwargs and any(tensors_in(v, "", "") for v in kwargs.values()):
+        if kwargs and any(tensors_in(v) for v in kwargs.values()):
             args, kwargs = self._positional(args, kwargs)
         if GradMode.op_hooks or GradMode.record_origins:
             # forward mode, and anomaly detection and localisation (which record each op's
@@ -229,7 +229,7 @@ class Compiled:
             bound = inspect.signature(self.fn).bind(*args, **kwargs)
         except (TypeError, ValueError):  # no signature, or one the call does not fit: as eager
             return args, kwargs
-        if any(tensors_in(v, "", "") for v in bound.kwargs.values()):
+        if any(tensors_in(v) for v in bound.kwargs.values()):
             raise TypeError(f"compile: {self.name} takes a Tensor as a keyword-only "
                             "argument, which a trace would freeze; make it a positional "
                             "parameter")

@@ -39,7 +39,7 @@ def guard_source(args: tuple[Any, ...], kwargs: dict[str, Any], captured: list[T
     a parameter it updates), and the `extra` conditions hold (a whole step's .grad states)."""
     checks = [f"GradMode.enabled is {GradMode.enabled}",
               f"len(args) == {len(args)}", f"len(kwargs) == {len(kwargs)}"]
-    reachable = {id(t) for _, _, value in names for _, _, t in tensors_in(value, "", "")}
+    reachable = {id(t) for _, _, value in names for _, _, t in tensors_in(value)}
     for i, a in enumerate(args):
         checks += _checks(f"args[{i}]", a, f"arg{i}", namespace)
     first: dict[int, str] = {}  # id of a Tensor argument -> where it was first
@@ -84,10 +84,10 @@ def _parts(value: Any) -> list[tuple[Any, Any]] | None:
         parts = list(enumerate(value))
     else:
         return None
-    return parts if any(tensors_in(part, "", "") for _, part in parts) else None
+    return parts if any(tensors_in(part) for _, part in parts) else None
 
 
-def tensors_in(value: Any, expression: str, words: str) -> list[tuple[str, str, Tensor]]:
+def tensors_in(value: Any, expression: str = "", words: str = "") -> list[tuple[str, str, Tensor]]:
     """The tensors of an argument (itself, or inside the lists, tuples and dicts it is made
     of): where each is (``args[1][0]``), that in words (``argument 1[0]``), the tensor."""
     if isinstance(value, Tensor):
