@@ -167,7 +167,6 @@ class Program:
     leaves: list[int]
     forward: Callable[..., Any]
     backwards: list[Callable[..., Any] | None]  # per output; None when it needs no gradient
-    source: str
     functions: list[Function] = field(default_factory=list)  # the records, for tape and viz
     guard_source: list[str] = field(default_factory=list)  # guard and read, as written
     shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = field(default_factory=dict)
@@ -673,7 +672,7 @@ class _Builder:
                        self.captured, [read_slots.index(name) for name in leaf_names],
                        self.namespace["forward"],
                        [None if b is None else self.namespace[b.name] for b in backwards],
-                       text, functions, header, self.shapes, isinstance(self.result, tuple),
+                       functions, header, self.shapes, isinstance(self.result, tuple),
                        unread=unread, buffers=Buffers.of(self.buffers),
                        gradient_buffers=gradient_buffers, step=self.is_step, touched=touched,
                        returns_none=self.returns_none, kernels=kernels)

@@ -116,6 +116,17 @@ def test_an_index_read_from_a_tensor_is_checked_once_before_it_is_used():
     assert [(line.kind, line.read) for line in checks] == [("check", ["a1"])]
 
 
+def test_a_masks_count_is_checked_by_a_check_line_that_the_drawing_leaves_out():
+    step = ad.compile(lambda x: (x[x > 1] * 2).sum())
+    x = ad.tensor([0.0, 2.0, 3.0])
+    step(x)
+    lines = step.program(x).lines
+    [check] = [line for line in lines if line.function == "same_shape"]
+    picked = next(line for line in lines if line.function == "index")
+    assert (check.kind, check.read) == ("check", [picked.out, "(2,)"])
+    assert "same_shape" not in viz.tape_to_dot(step, x).source
+
+
 def test_a_gradient_added_into_a_kept_grad_is_an_add_of_the_op_table():
     """The fused backend writes that add into a loop from the op's loop form."""
     step, args = _compiled("the PyTorch cell: .grad zeroed in place")
@@ -157,10 +168,14 @@ MUST_RETURN = ("compile: the function must return a Tensor computed by the engin
                "of them, or nothing when it changes state (a backward, an update)")
 
 
+OUTSIDE = ad.tensor([1.0])
+
+
 @pytest.mark.parametrize("fn", [lambda x: 3, lambda x: ((x * x).sum().backward(), 3)[1],
-                                lambda x: None])
+                                lambda x: None, lambda x: OUTSIDE])
 def test_returning_something_else_is_refused_in_full(fn):
-    """A function that changes state (a whole step, an update) may also return nothing."""
+    """A function that changes state (a whole step, an update) may also return nothing; a
+    tensor no op of the call computed or read is no output a trace can give."""
     with pytest.raises(TypeError) as info:
         ad.compile(fn)(ad.tensor(np.ones(3), requires_grad=True))
     assert str(info.value) == MUST_RETURN
