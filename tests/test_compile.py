@@ -748,6 +748,8 @@ def test_the_forward_and_backward_write_into_buffers_reused_once_backward_has_ru
     tape = step.tape(x, y)
     assert "t0 = matmul(a0, c0, out=t0_buffer)" in tape
     assert "g_t1 = matmul_da(g_t2, t2, t1, c1, into=g_t1_buffer)" in tape
+    [line] = [line for line in program.lines if line.out == "g_t1"]
+    assert (line.into, line.lent) == ("g_t1_buffer", True)  # the record says whose array
     loss = step(x, y)
     lent = loss.grad_fn.buffers
     assert lent and not program.buffers.free  # the call's values, lent until its backward
@@ -793,6 +795,8 @@ def test_a_gradient_the_caller_keeps_is_never_a_buffer(lend_every_array):
     step = ad.compile(lambda x: (x @ w + b).relu().sum())
     x = ad.tensor(rng.standard_normal((5, 4)))
     assert "relu_vjp(g_t2, t2, t1)" in step.tape(x)  # no into=
+    [line] = [line for line in step.program(x).lines if line.function == "relu_vjp"]
+    assert (line.into, line.lent) == (None, False)
     step(x).backward()
     kept, b.grad = b.grad, None
     before = kept.data.copy()
