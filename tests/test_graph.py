@@ -1,6 +1,7 @@
 """The walker: order, accumulation, freeing, no_grad, detach, long chains, grad(), create_graph."""
 
 import gc
+import tracemalloc
 import weakref
 
 import numpy as np
@@ -252,3 +253,39 @@ def test_grad_of_two_outputs_one_computed_from_the_other_sums_both_into_it():
     z = y * 2
     gy, gx = ad.grad([y, z], [y, x], grad_outputs=[np.ones(2), np.ones(2)])
     assert gy.tolist() == [3.0, 3.0] and gx.tolist() == [6.0, 12.0]
+
+
+def test_backward_keeps_the_arrays_the_rules_made_as_grad_without_copying_them():
+    """(a * b).sum(): the rules make a·1 and b·1, an array each, and those arrays become the
+    leaves' .grad: the walk itself allocates nothing more (a copy would double the peak)."""
+    n = 500
+    a = ad.tensor(np.ones((n, n)), requires_grad=True)
+    b = ad.tensor(np.ones((n, n)), requires_grad=True)
+    loss = (a * b).sum()
+    tracemalloc.start()
+    try:
+        loss.backward()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2.5 * a.data.nbytes
+    assert a.grad.tolist() == b.grad.tolist() == np.ones((n, n)).tolist()
+
+
+def test_a_grad_backward_made_is_added_into_in_place_even_after_a_user_assigned_one():
+    """The user's .grad is never written into: the first backward after it stores a new array,
+    which the next backward adds into in place (allocating only its rule's array)."""
+    a = ad.tensor(np.ones((500, 500)), requires_grad=True)
+    a.grad = ad.tensor(np.ones((500, 500)))  # the user's
+    users = a.grad
+    (a * 2).sum().backward()  # a new array: the user's stays as it was
+    kept = a.grad
+    loss = (a * 2).sum()
+    tracemalloc.start()
+    try:
+        loss.backward()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.5 * a.data.nbytes and a.grad is kept
+    assert users.tolist()[0][:2] == [1.0, 1.0] and a.grad.tolist()[0][:2] == [5.0, 5.0]
