@@ -255,6 +255,16 @@ def test_grad_of_two_outputs_one_computed_from_the_other_sums_both_into_it():
     assert gy.tolist() == [3.0, 3.0] and gx.tolist() == [6.0, 12.0]
 
 
+def peak_bytes(run) -> int:
+    """The most memory (NumPy's arrays included) allocated at once while run() runs."""
+    tracemalloc.start()
+    try:
+        run()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_backward_keeps_the_arrays_the_rules_made_as_grad_without_copying_them():
     """(a * b).sum(): the rules make a·1 and b·1, an array each, and those arrays become the
     leaves' .grad: the walk itself allocates nothing more (a copy would double the peak)."""
@@ -262,13 +272,7 @@ def test_backward_keeps_the_arrays_the_rules_made_as_grad_without_copying_them()
     a = ad.tensor(np.ones((n, n)), requires_grad=True)
     b = ad.tensor(np.ones((n, n)), requires_grad=True)
     loss = (a * b).sum()
-    tracemalloc.start()
-    try:
-        loss.backward()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 2.5 * a.data.nbytes
+    assert peak_bytes(loss.backward) < 2.5 * a.data.nbytes
     assert a.grad.tolist() == b.grad.tolist() == np.ones((n, n)).tolist()
 
 
@@ -281,11 +285,5 @@ def test_a_grad_backward_made_is_added_into_in_place_even_after_a_user_assigned_
     (a * 2).sum().backward()  # a new array: the user's stays as it was
     kept = a.grad
     loss = (a * 2).sum()
-    tracemalloc.start()
-    try:
-        loss.backward()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 1.5 * a.data.nbytes and a.grad is kept
+    assert peak_bytes(loss.backward) < 1.5 * a.data.nbytes and a.grad is kept
     assert users.tolist()[0][:2] == [1.0, 1.0] and a.grad.tolist()[0][:2] == [5.0, 5.0]
