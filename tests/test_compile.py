@@ -24,10 +24,16 @@ PROGRAM = importlib.import_module("autodiff.program")
 BACKENDS = ["numpy", "numba"]  # the tests of what compile promises run on both
 
 
+def same_for(step):
+    """How a replay of `step` agrees with eager: bit for bit, or to the fused backend's
+    tolerance on numba (its sums run in another order)."""
+    return agree if step.fuse is not None else np.array_equal
+
+
 def replays_as_eager(step, fn, weight, *args):
     """step(*args) is a replay: its loss and weight's gradient are eager fn's, bit for bit (to
     the fused backend's tolerance on numba)."""
-    same = agree if step.fuse is not None else np.array_equal
+    same = same_for(step)
     replayed = step(*args)
     replayed.backward()
     replayed_grad, weight.grad = weight.grad, None
@@ -1186,7 +1192,7 @@ def test_a_compiled_loss_called_inside_a_compiled_step(backend):
     for w, s in zip((w1, w2), start):
         w.data[...] = s
     eager_losses = [step(x, y).item() for _ in range(3)]
-    same = agree if compiled.fuse is not None else np.array_equal
+    same = same_for(compiled)
     assert same(np.array(compiled_losses), np.array(eager_losses))
     assert all(same(c, w.data) for c, w in zip(compiled_weights, (w1, w2)))
 
@@ -1284,7 +1290,7 @@ def test_an_optimizers_step_compiled_alone_matches_eager(backend):
     compiled_w, eager_w = (ad.tensor([1.0, -2.0, 3.0], requires_grad=True) for _ in range(2))
     compiled_opt, eager_opt = Adam([compiled_w], lr=0.1), Adam([eager_w], lr=0.1)
     step = ad.compile(compiled_opt.step, backend=backend)
-    same = agree if step.fuse is not None else np.array_equal
+    same = same_for(step)
     x = ad.tensor([0.5, 1.5, -1.0])
     for _ in range(4):
         for w, take_step in [(compiled_w, step), (eager_w, eager_opt.step)]:
@@ -1315,7 +1321,7 @@ def test_a_gradient_scaled_in_place_then_used_and_cleared_matches_eager(backend)
 
     compiled = ad.compile(step_of(weights[0], optimizers[0]), backend=backend)
     eager = step_of(weights[1], optimizers[1])
-    same = agree if compiled.fuse is not None else np.array_equal
+    same = same_for(compiled)
     for _ in range(4):
         assert same(compiled(x).data, eager(x).data)
         assert same(weights[0].data, weights[1].data) and weights[0].grad is None
