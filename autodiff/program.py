@@ -344,6 +344,11 @@ class _Builder:
         return [slot for slot, _, _ in self.arguments] + [f"c{i}" for i in range(len(
             self.captured))]
 
+    def made_by_the_call(self, t: Tensor) -> bool:
+        """An intermediate: no argument, captured tensor or .grad, so a write to it has no
+        array of the caller's to go into (its slot is the written value's from then on)."""
+        return t not in self.effects.owners and self.slot_of(t) not in self.slots_read()
+
     def forget(self, slot: str) -> None:
         """A slot's array was written in place (a parameter's, a .grad's): an op reading it is
         not the one computed before."""
@@ -416,11 +421,10 @@ class _Builder:
                 and e.out.dtype == record.target.dtype and id(e.out) not in self.returned
                 and not any(e.out is t for later in self.entries[k + 1:] for t in later.inputs)):
             return None
-        target = self.slot_of(record.target)  # a .grad's slot is its leaf's gradient_of
-        if record.target not in self.effects.owners and target not in self.slots_read():
+        if self.made_by_the_call(record.target):
             return None
         self.fused.add(id(record))
-        return target
+        return self.slot_of(record.target)  # a .grad's slot is its leaf's gradient_of
 
     # ------------------------------------------------------------ a whole step's effects
     def effect_lines(self, at: int) -> None:
@@ -449,10 +453,10 @@ class _Builder:
         """An in-place op outside recording: its value into the target's own array (a weight,
         a .grad), or, for an intermediate, the value's slot is the target's from now on."""
         value = self.slot_of(record.value)
-        target = self.slot_of(record.target)  # a .grad's slot is its leaf's gradient_of
-        if record.target not in self.effects.owners and target not in self.slots_read():
+        if self.made_by_the_call(record.target):
             self.give_slot(record.target, value)
             return
+        target = self.slot_of(record.target)  # a .grad's slot is its leaf's gradient_of
         if id(record) not in self.fused:
             self.forward.append(Line("effect", None, "copyto", [target, value],
                                      ["casting='same_kind'"], target=target))
