@@ -50,9 +50,11 @@ def check_backward(node: GradNode, upstream: Any, grads: list[Any]) -> None:
     """Under detect_anomaly: fail when a node's rule turns a finite gradient into NaN/inf."""
     for i, g in enumerate(grads):
         if g is not None and _produced_non_finite(_array(g), [_array(upstream)]):
+            where = (f"was created at {node.origin}" if node.origin is not None else
+                     "was created outside detect_anomaly, which records where ops are made")
             raise AnomalyError(f"{node.name}: its gradient rule produced {_what(_array(g))} in "
                                f"backward for input {i} (shape {np.shape(_array(g))}); the op "
-                               f"was created at {node.origin}")
+                               f"{where}")
 
 
 class detect_anomaly(set_modes):

@@ -271,9 +271,10 @@ def _accumulate_into_leaf(t: Tensor, g: Any, create_graph: bool) -> None:
         t._grad, t._grad_owned = (g if current is None else current + g), False
     elif current is None:
         # keep the array itself when the walker owns it alone: a fresh, writeable array
-        # (a rule's result, never the user's seed); copy a view or a read-only one
+        # (a rule's result, never the user's seed); copy a view or a read-only one (g is in
+        # t's dtype already: `_fitted`)
         owned = type(g) is np.ndarray and g.base is None and g.flags.writeable
-        t._grad, t._grad_owned = type(t)._wrap(g if owned else np.array(g, dtype=t.dtype)), True
+        t._grad, t._grad_owned = type(t)._wrap(g if owned else np.array(g)), True
     elif t._grad_owned and current.data.flags.writeable:
         current.data += g
     else:

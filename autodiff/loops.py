@@ -332,14 +332,16 @@ class Run:
         parameters = [v.local for v in self.inputs]
         arguments = [f"{v.source}[()]" if v.scalar_input else str(v.source) for v in self.inputs]
         arrays = {}  # id(an output) -> the array it is written into, as the kernel names it
+        # the program's arrays the kernel names: the inputs read whole, then those it writes
+        named = {a: p for a, p, v in zip(arguments, parameters, self.inputs) if not v.scalar_input}
         for v in outs:
             target = self.writes.get(id(v), self.buffers.get(id(v)))
             if target is None:
                 arrays[id(v)] = self.fresh(f"{v.local}_out")
-            elif target in arguments and not self.inputs[arguments.index(target)].scalar_input:
-                arrays[id(v)] = parameters[arguments.index(target)]  # read, then written
+            elif target in named:  # read, then written; or written twice (the later store wins)
+                arrays[id(v)] = named[target]
             else:
-                arrays[id(v)] = self.fresh(target)
+                arrays[id(v)] = named[target] = self.fresh(target)
                 parameters.append(arrays[id(v)])
                 arguments.append(target)
         body = [f"# {_text(line)}" for line in self.lines]

@@ -96,9 +96,8 @@ def pow_da(g: Value, out: Value, a: Value, b: Value) -> Value:
     # x ** 2 in a plain backward: 2·G·A, no power taken (the same bits: doubling is exact)
     if type(b) is np.ndarray and b.ndim == 0 and b.item() == 2:
         return g * (2 * a)
-    exponent = b - 1
-    if np.count_nonzero(np.asarray(b)) < np.size(b):  # some B = 0: where A = 0 too, B·A^(B−1)
-        exponent = exponent + ((np.asarray(a) == 0) & (np.asarray(b) == 0))  # is 0·∞: take A¹
+    # where A = B = 0, B·A^(B−1) is 0·∞: the exponent is raised to 1 there, giving 0
+    exponent = b - 1 + ((np.asarray(a) == 0) & (np.asarray(b) == 0))
     return g * b * a ** exponent
 
 
@@ -199,7 +198,7 @@ def explain_matmul(shapes: list[tuple[int, ...]], params: Params) -> str:
     a, b = shapes
     if not a or not b:
         return f"both operands need at least 1 dimension, got {a} and {b}"
-    inner_a, inner_b = a[-1], b[-2] if len(b) >= 2 else b[0]
+    inner_a, inner_b = a[-1], b[-2:][0]  # b's second-to-last dimension, or its only one
     if inner_a != inner_b:
         return (f"cannot multiply {a} by {b}: the last dimension of the first ({inner_a}) must "
                 f"equal the {'second-to-last' if len(b) >= 2 else 'only'} dimension of the "

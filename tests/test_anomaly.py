@@ -26,6 +26,28 @@ def test_an_inf_in_backward_names_the_op_that_made_it():
     assert "(x * 1.0).sqrt().sum()" in str(info.value)
 
 
+def test_an_inf_in_the_backward_of_a_graph_of_one_op_is_caught_too():
+    """x.sqrt() alone: the one node's gradients could go straight into x.grad, but under
+    detect_anomaly its rule is checked as in any walk."""
+    x = ad.tensor([0.0, 4.0], requires_grad=True)
+    with ad.detect_anomaly(), pytest.raises(ad.AnomalyError, match="sqrt: its gradient rule "
+                                                                   "produced inf"):
+        x.sqrt().backward(np.ones(2))
+    assert x.grad is None
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_an_op_made_before_detect_anomaly_was_on_is_said_to_be(compiled):
+    x = ad.tensor([0.0, 4.0], requires_grad=True)
+    root = ad.compile(lambda x: x.sqrt().sum()) if compiled else lambda x: x.sqrt().sum()
+    root(x)  # a compiled function's trace; the next call replays
+    y = root(x)
+    with ad.detect_anomaly(), pytest.raises(ad.AnomalyError) as info:
+        y.backward()
+    assert str(info.value).endswith("was created outside detect_anomaly, which records where "
+                                    "ops are made")
+
+
 def test_only_the_op_that_produced_the_nan_is_blamed():
     x = ad.tensor([np.nan, 1.0], requires_grad=True)  # the nan comes from the user
     with ad.detect_anomaly():

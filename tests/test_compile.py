@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import autodiff as ad
 from autodiff.fusion import agree
+from autodiff.graph import GradMode
 from autodiff.testing import programs
 from models import MLP, SGD, Adam, cross_entropy, squared_error
 
@@ -390,6 +391,33 @@ def test_a_gradient_array_the_backward_owns_is_added_into_in_place():
     np.testing.assert_array_equal(compiled, w.grad.data)
 
 
+def test_a_trace_puts_back_the_tracing_state_it_found():
+    """trace() inside trace(): the outer one notes every op, the inner one's too, and goes on
+    tracing into its own effects after the inner one ends; both are off once it ends."""
+    x = ad.tensor([1.0, 2.0])
+    during = []
+
+    def outer(x):
+        COMPILE.trace(lambda x: x * 2, (x,), {})
+        during.append((GradMode.tracing, GradMode.effects))
+        return x + 1
+
+    _, entries, _, effects = COMPILE.trace(outer, (x,), {})
+    assert during == [(True, effects)] and [e.op.name for e in entries] == ["mul", "add"]
+    assert GradMode.tracing is False and GradMode.effects is None
+
+
+def test_a_gradient_array_a_rule_made_is_added_into_in_place():
+    """w's first contribution is a new array mul's rule made: the backward owns it, so the
+    second is added into it (``+=``), as the walker adds into a .grad it made."""
+    w = ad.tensor([0.5, -1.5, 2.0], requires_grad=True)
+    step = ad.compile(lambda x: (w * x + w * 3.0).sum())
+    x = ad.tensor([1.0, 2.0, 3.0])
+    backward = step.tape(x).split("def backward0")[1]
+    assert "    g_c0 = mul_da(" in backward and "    g_c0 += mul_da(" in backward, backward
+    replays_as_eager(step, lambda x: (w * x + w * 3.0).sum(), w, x)
+
+
 def test_an_expression_computed_twice_is_computed_once():
     """(x * w).exp() written twice: the tape computes it once, and the one backward it gets
     passes on both consumers' gradients summed (within 4 ulp of eager, which sums after)."""
@@ -622,6 +650,22 @@ def test_an_index_by_an_arguments_array_is_read_at_each_call(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_an_index_tuple_of_tensor_arguments_is_read_at_each_call(backend):
+    """x[i, j] and x[(i,)], both parts and the only part arguments: the index tuple is written
+    from their slots, so each replay picks by the new values."""
+    x = ad.tensor(np.arange(12.0).reshape(3, 4), requires_grad=True)
+
+    def picked(x, i, j):
+        return (x[i, j] * 2).sum() + x[(i,)].sum()
+
+    step = ad.compile(picked, backend=backend)
+    step(x, ad.tensor([0, 1]), ad.tensor([1, 3]))  # the trace
+    replays_as_eager(step, picked, x, x, ad.tensor([2, 2]), ad.tensor([0, 2]))
+    tape = step.tape(x, ad.tensor([2, 2]), ad.tensor([0, 2]))
+    assert "index=(a1, a2)" in tape and "index=(a1,)" in tape
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_an_index_negative_when_traced_may_be_negative_at_a_replay(backend):
     """x[i] with i < 0 counts from the end, in eager and in a replay: the non-negative check
     guards only indices that were all ≥ 0 when traced (labels)."""
@@ -747,6 +791,17 @@ def gradients(loss, weights):
     return found
 
 
+@pytest.mark.parametrize("extra", [0, 1])
+def test_an_array_gets_a_buffer_from_lend_from_bytes_on(monkeypatch, extra):
+    """g_t1 and t0 are 100×50 float64, 40,000 bytes: lent a buffer when that is LEND_FROM,
+    not when LEND_FROM is a byte more."""
+    monkeypatch.setattr(PROGRAM, "LEND_FROM", 100 * 50 * 8 + extra)
+    step, _, _, (x, y) = notebook_step()
+    step(x, y)
+    tape = step.tape(x, y)
+    assert ("into=g_t1_buffer" in tape) == ("out=t0_buffer" in tape) == (extra == 0), tape
+
+
 def test_the_forward_and_backward_write_into_buffers_reused_once_backward_has_run(lend_every_array):
     step, _, weights, (x, y) = notebook_step()
     step(x, y)  # traced
@@ -831,6 +886,18 @@ def test_under_no_grad_the_buffers_are_given_back_at_once(lend_every_array):
         step(x, y)  # traced
         step(x, y)
         assert len(step.program(x, y).buffers.free) == 1
+
+
+def test_an_output_that_views_an_intermediate_is_not_overwritten_by_the_next_call(
+        lend_every_array):
+    """(x * 2).reshape(-1) returns a view of the product: the product gets no buffer, which
+    the next call would write into under the first call's output."""
+    step = ad.compile(lambda x: (x * 2).reshape(-1))
+    x = ad.tensor([[1.0, 2.0], [3.0, 4.0]])
+    step(x)  # traced
+    first = step(x)
+    step(ad.tensor(np.zeros((2, 2))))
+    assert first.tolist() == [2.0, 4.0, 6.0, 8.0]
 
 
 def test_float32_buffers_hold_float32_and_replay_as_eager(lend_every_array):

@@ -354,6 +354,51 @@ def test_an_in_place_update_that_rounds_unlike_its_out_of_place_form_is_refused(
         ad.compile(step)()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_float64_value_added_in_place_into_float32_is_replayed_as_eager(backend):
+    """total (float32) += x * 3 (float64 arrays): eager adds in float64 and rounds once, as the
+    out-of-place sum cast to float32 does, so the step traces, and replays the same."""
+    totals = [ad.tensor(np.zeros(3, np.float32)) for _ in range(2)]
+
+    def step(x, total):
+        with ad.no_grad():
+            total.add_(x * 3)
+        return x.sum()
+
+    compiled = ad.compile(step, backend=backend)
+    for x in ([0.1, 0.2, 1e-9], [1 / 3, 2.5, -7.0], [1e10, 1.0, 0.3]):
+        compiled(ad.tensor(x), totals[0])
+        step(ad.tensor(x), totals[1])
+    assert totals[0].dtype == np.float32 and _same(totals[0].data, totals[1].data, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_value_copied_out_and_read_again_keeps_its_own_array(backend):
+    """h is copied into a kept buffer and then read by the loss; the buffer is scaled before
+    backward. The product is not written straight into the buffer: backward reads h, not the
+    buffer's new values."""
+    w = ad.tensor([0.5, -1.5, 2.0], requires_grad=True)
+    kept = [ad.tensor(np.zeros(3)) for _ in range(2)]
+
+    def step(x, kept):
+        h = x * w
+        with ad.no_grad():
+            kept.copy_(h)
+        loss = (h * h).sum()
+        with ad.no_grad():
+            kept.mul_(0.5)
+        loss.backward()
+        return loss
+
+    compiled = ad.compile(step, backend=backend)
+    for x in ([1.0, 2.0, 3.0], [-1.0, 0.5, 4.0], [2.0, 2.0, -3.0]):
+        compiled(ad.tensor(x), kept[0])
+        replayed, w.grad = w.grad.data, None
+        step(ad.tensor(x), kept[1])
+        assert _same(replayed, w.grad.data, backend) and _same(kept[0].data, kept[1].data, backend)
+        w.grad = None
+
+
 def test_check_replays_a_step_with_keywords_tuples_and_nan_as_eager():
     """check=True calls the eager step as it was called (keywords too), compares tuple outputs
     part by part and takes NaN as equal to NaN."""

@@ -98,6 +98,9 @@ BROADCAST = "(aligned from the right, each dimension must be equal or 1)"
      "dimension of the first (3) must equal the only dimension of the second (4)"),
     (lambda: t(5, 3) @ t(4, 2), ad.ShapeError, "matmul: cannot multiply (5, 3) by (4, 2): the "
      "last dimension of the first (3) must equal the second-to-last dimension of the second (4)"),
+    (lambda: t(2, 3, 4) @ t(2, 5, 2), ad.ShapeError, "matmul: cannot multiply (2, 3, 4) by "
+     "(2, 5, 2): the last dimension of the first (4) must equal the second-to-last dimension of "
+     "the second (5)"),
     (lambda: t() @ t(3), ad.ShapeError,
      "matmul: both operands need at least 1 dimension, got () and (3,)"),
     (lambda: t(2, 3, 4) @ t(5, 4, 2), ad.ShapeError,

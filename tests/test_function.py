@@ -41,6 +41,26 @@ def test_custom_op_inside_a_graph():
     np.testing.assert_allclose(x.grad.data, 3 * x.data ** 2)
 
 
+class FirstAndLast(ad.Function):  # hands one gradient array to its first and last inputs
+    @staticmethod
+    def forward(ctx, a, b, c):
+        return a.data + 2 * b.data + c.data
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output, grad_output * 2, grad_output
+
+
+def test_one_gradient_handed_to_two_leaves_becomes_two_grads():
+    """a and c get the same array from backward: each keeps its own .grad, so the second
+    backward adds into each once (a shared array would be added into twice)."""
+    a, b, c = (ad.tensor([1.0, 2.0], requires_grad=True) for _ in range(3))
+    for _ in range(2):
+        FirstAndLast.apply(a, b, c).backward(np.array([1.0, -3.0]))
+    assert a.grad is not c.grad and a.grad.data is not c.grad.data
+    assert a.grad.tolist() == c.grad.tolist() == [2.0, -6.0] and b.grad.tolist() == [4.0, -12.0]
+
+
 class WrongCount(ad.Function):
     @staticmethod
     def forward(ctx, a, b):

@@ -178,6 +178,7 @@ def test_the_tape_shows_the_kernels_loops_and_the_region_that_calls_them():
     assert "# t3 = softmax(t2, dim=1)" in tape and "for j in range(3):" in tape
     assert "np.dot(a0, c0)" in tape  # a matmul, and the update in the product's BLAS call:
     assert "matmul_add(a0.T, g_t0, c0, -c3[()])" in tape  # c0 += −lr · a0ᵀ g_t0
+    assert tape == tape.rstrip()  # no blank line after the last kernel
     dot = viz.tape_to_dot(step, x, y)
     assert "region0" in dot.source
 

@@ -78,6 +78,17 @@ def test_gradients_after_backward_with_a_snapshot():
     assert f"grad ‖g‖ {w_norm:.3g}" in source
 
 
+def test_a_snapshot_sees_the_backward_of_a_graph_of_one_op():
+    """x.sum() alone: the walker's shortcut for one node is not taken while a snapshot
+    watches, so it is sent both gradients, the output's first."""
+    x = ad.tensor([1.0, 2.0], requires_grad=True)
+    y = x.sum()
+    with viz.snapshot(y) as snap:
+        y.backward()
+    assert [snap.tensors[i].tensor for i in snap.backward_order] == [y, x]
+    assert snap.tensors[snap.backward_order[1]].grad.tolist() == [1.0, 1.0]
+
+
 def test_a_freed_graph_asks_for_a_snapshot():
     loss, _ = program()
     loss.backward()
