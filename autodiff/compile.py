@@ -169,8 +169,6 @@ class CompiledNode:
         backward = self.program.backwards[self.index]
         assert backward is not None
         lent = self.program.gradient_buffers[self.index]
-        if lent is None:
-            return backward(g, *self.values)  # the generated code returns a new list
         arrays = lent.take()
         try:
             return backward(g, *self.values, *arrays)
@@ -180,8 +178,7 @@ class CompiledNode:
     def release(self) -> None:
         self.inputs = None
         self.values, self.read = (), []
-        if self.buffers and self.program.buffers is not None:
-            self.program.buffers.give_back(self.buffers)  # nothing reads the values any more
+        self.program.buffers.give_back(self.buffers)  # nothing reads the values any more
         self.buffers = []
 
     def formulas(self) -> list[str]:
@@ -265,13 +262,12 @@ class Compiled:
         read = program.read(args)  # in slot order
         arrays = [t.data for t in read]
         lent = program.buffers
-        buffers = lent.take() if lent is not None else []
+        buffers = lent.take()
         if program.step:  # backward ran inside: the outputs are values, the buffers free again
             try:
                 results = program.forward(read, *arrays, *buffers)
             finally:
-                if lent is not None:
-                    lent.give_back(buffers)
+                lent.give_back(buffers)
             if program.returns_none:
                 return None
             outputs = [Tensor._wrap(data) for data in results]
@@ -286,8 +282,7 @@ class Compiled:
                     out.grad_fn = CompiledNode(program, j, (*arrays, *values), leaves, read,
                                                buffers)
                     buffers = []
-        if buffers and lent is not None:  # no backward will read them
-            lent.give_back(buffers)
+        lent.give_back(buffers)  # those no backward will read
         if program.returns_none:
             return None
         return tuple(outputs) if program.output_is_tuple else outputs[0]

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from autodiff.graph import tensors_in_order
+
 Tensor = Any  # an autodiff.Tensor: this module sits below it and only reads its fields
 
 
@@ -232,17 +234,4 @@ class Effects:
 def _leaves(root: Tensor) -> list[Tensor]:
     """The tensors that require grad and have no node, reached from root's node: where
     backward will accumulate."""
-    found: dict[int, Tensor] = {}
-    seen: set[int] = set()
-    stack = [root]
-    while stack:
-        t = stack.pop()
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        if t.grad_fn is None:
-            if t.requires_grad:
-                found[id(t)] = t
-        elif t.grad_fn.inputs is not None:
-            stack.extend(t.grad_fn.inputs)
-    return list(found.values())
+    return [t for t in tensors_in_order([root]) if t.grad_fn is None and t.requires_grad]

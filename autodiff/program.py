@@ -138,11 +138,13 @@ class Buffers:
         self.free: list[list[np.ndarray]] = []
 
     @classmethod
-    def of(cls, named: list[tuple[str, tuple[int, ...], np.dtype]]) -> Buffers | None:
-        """The buffers of these (name, shape, dtype), or None for none."""
-        return cls([(shape, dtype) for _, shape, dtype in named]) if named else None
+    def of(cls, named: list[tuple[str, tuple[int, ...], np.dtype]]) -> Buffers:
+        """The buffers of these (name, shape, dtype); perhaps none."""
+        return cls([(shape, dtype) for _, shape, dtype in named])
 
     def take(self) -> list[np.ndarray]:
+        if not self.specs:
+            return []
         try:
             return self.free.pop()
         except IndexError:
@@ -175,8 +177,8 @@ class Program:
     unread: set[str] = field(default_factory=set)
     # the arrays the forward writes into (``t0_buffer``), and those each backward does; None
     # where there are none
-    buffers: Buffers | None = None
-    gradient_buffers: list[Buffers | None] = field(default_factory=list)
+    buffers: Buffers = field(default_factory=lambda: Buffers([]))
+    gradient_buffers: list[Buffers] = field(default_factory=list)
     step: bool = False  # a whole training step: its backward ran inside (outputs get no node)
     touched: list[tuple[Tensor, Any]] = field(default_factory=list)  # see `_touched`
     returns_none: bool = False
@@ -612,10 +614,13 @@ class _Builder:
                             "backward, an update)")
         # the state a call finds and leaves is that of the arguments and captured tensors: an
         # intermediate written in place is made anew by each call
+        guarded = [(t, was_none) for t, was_none in self.effects.grad_was_none.items()
+                   if was_none is not None]
+        for t, _ in guarded:
+            self.slot_of(t)  # one whose .grad the function only asked about: captured now
         read_slots = self.slots_read()
-        grad_states = [(self.position_of(t), was_none)
-                       for t, was_none in self.effects.grad_was_none.items()
-                       if was_none is not None and self.slot_of(t) in read_slots]
+        grad_states = [(self.position_of(t), was_none) for t, was_none in guarded
+                       if self.slot_of(t) in read_slots]
         touched = [(t, optimizer) for t, optimizer in _touched(self.effects)
                    if self.slot_of(t) in read_slots]
         identity = {self.slot_of(t) for t, _ in touched}

@@ -666,6 +666,56 @@ def test_an_index_tuple_of_tensor_arguments_is_read_at_each_call(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_a_function_that_asks_whether_a_grad_is_none_is_traced_again_when_it_changes(backend):
+    """Reading w.grad guards its None-ness: the branch taken is the one eager takes."""
+    w = ad.tensor([1.0, 2.0], requires_grad=True)
+
+    def scaled(x):
+        return (x * (2.0 if w.grad is None else 3.0)).sum()
+
+    step = ad.compile(scaled, backend=backend)
+    x = ad.tensor([1.0, 4.0])
+    assert step(x).item() == step(x).item() == 10.0  # the trace, then a replay
+    w.grad = ad.tensor([0.0, 0.0])
+    assert step(x).item() == 15.0 and len(step.programs) == 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_ops_indexing_by_constant_arrays_each_keep_their_own(backend):
+    """Two picks by index arrays the function holds: each op (and each rule) is given its own
+    constant, never the other's."""
+    x = ad.tensor(np.arange(5.0), requires_grad=True)
+
+    def picked(x):
+        return x[np.array([0, 2])].sum() + (x[np.array([1, 1, 4])] * 3).sum()
+
+    step = ad.compile(picked, backend=backend)
+    step(x)  # the trace
+    x.grad = None
+    replays_as_eager(step, picked, x, x)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_value_returned_and_copied_out_is_not_the_copys_array(backend):
+    """h is returned and copied into kept: the output has its own array, so changing kept
+    afterwards leaves it as it was."""
+    kept = ad.tensor(np.zeros(3))
+
+    def step(x):
+        h = x * 2
+        with ad.no_grad():
+            kept.copy_(h)
+        return h
+
+    compiled = ad.compile(step, backend=backend)
+    compiled(ad.tensor([1.0, 2.0, 3.0]))  # the trace
+    out = compiled(ad.tensor([4.0, 5.0, 6.0]))
+    assert kept.tolist() == [8.0, 10.0, 12.0]
+    kept.data[:] = 0
+    assert out.tolist() == [8.0, 10.0, 12.0]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_an_index_negative_when_traced_may_be_negative_at_a_replay(backend):
     """x[i] with i < 0 counts from the end, in eager and in a replay: the non-negative check
     guards only indices that were all ≥ 0 when traced (labels)."""
@@ -898,6 +948,33 @@ def test_an_output_that_views_an_intermediate_is_not_overwritten_by_the_next_cal
     first = step(x)
     step(ad.tensor(np.zeros((2, 2))))
     assert first.tolist() == [2.0, 4.0, 6.0, 8.0]
+
+
+def test_a_graph_walked_twice_in_a_step_lends_each_buffer_once(lend_every_array):
+    """backward(retain_graph=True), then backward: both walks write g_t1 into one buffer,
+    which the program takes once, and the gradients are eager's."""
+    x, y, w1, w2 = notebook_problem()
+
+    def step(x, y):
+        loss = squared_error((x @ w1).relu() @ w2, y)
+        loss.backward(retain_graph=True)
+        loss.backward()
+        return loss
+
+    compiled = ad.compile(step)
+    compiled(x, y)  # traced
+    w1.grad = w2.grad = None
+    tape = compiled.tape(x, y)
+    [forward] = [line for line in tape.splitlines() if line.startswith("def forward")]
+    assert tape.count("into=g_t1_buffer") == 2 and forward.count("g_t1_buffer") == 1, tape
+    for _ in range(2):  # the second call writes into the buffer the first gave back
+        compiled(x, y)
+        replayed = [w.grad.data for w in (w1, w2)]
+        w1.grad = w2.grad = None
+        step(x, y)
+        for g, w in zip(replayed, (w1, w2)):
+            np.testing.assert_array_equal(g, w.grad.data)
+        w1.grad = w2.grad = None
 
 
 def test_float32_buffers_hold_float32_and_replay_as_eager(lend_every_array):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "autodiff"
 # each may import only those before it
-LAYERS = ["cuda", "devices", "effects", "primitive", "ops", "errors", "graph", "anomaly",
+LAYERS = ["cuda", "devices", "primitive", "ops", "errors", "graph", "effects", "anomaly",
           "recording",
           "forward", "backward", "tensor", "creation", "function", "gradcheck", "functional",
           "transforms", "guards", "program", "loops", "blas", "fusion", "compile", "files"]
