@@ -270,10 +270,10 @@ class Compiled:
                 lent.give_back(buffers)
             if program.returns_none:
                 return None
-            outputs = [Tensor._wrap(data) for data in results]
+            outputs = _outputs(program, read, results)
             return tuple(outputs) if program.output_is_tuple else outputs[0]
         results, values = program.forward(read, *arrays, *buffers)
-        outputs = [Tensor._wrap(data) for data in results]
+        outputs = _outputs(program, read, results)
         if GradMode.enabled and program.leaves:
             leaves = tuple([read[k] for k in program.leaves])
             for j, out in enumerate(outputs):
@@ -343,3 +343,10 @@ class Compiled:
         for source in program.kernels:
             lines += ["", "# a fused kernel, compiled by numba", source.rstrip()]
         return "\n".join(lines)
+
+
+def _outputs(program: Program, read: list[Tensor], results: Any) -> list[Tensor]:
+    """A replay's outputs as Tensors: a tensor fn returned as it was given (an argument, a
+    weight) is that tensor itself, as in eager; the others wrap the arrays computed."""
+    return [Tensor._wrap(data) if k is None else read[k]
+            for k, data in zip(program.passed_through, results)]

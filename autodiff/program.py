@@ -175,14 +175,16 @@ class Program:
     output_is_tuple: bool = False
     # the slots of Tensor arguments no op read: guarded by identity (see guards.guard_source)
     unread: set[str] = field(default_factory=set)
-    # the arrays the forward writes into (``t0_buffer``), and those each backward does; None
-    # where there are none
+    # the arrays the forward writes into (``t0_buffer``), and those each backward does
     buffers: Buffers = field(default_factory=lambda: Buffers([]))
     gradient_buffers: list[Buffers] = field(default_factory=list)
     step: bool = False  # a whole training step: its backward ran inside (outputs get no node)
     touched: list[tuple[Tensor, Any]] = field(default_factory=list)  # see `_touched`
     returns_none: bool = False
     kernels: list[str] = field(default_factory=list)  # fused kernels' sources (backend="numba")
+    # per output: where among the tensors read it is, when fn returned one of them (an argument,
+    # a weight) as it was, which the replay returns itself, as eager does; else None
+    passed_through: list[int | None] = field(default_factory=list)
 
     @property
     def lines(self) -> list[Line]:
@@ -684,7 +686,9 @@ class _Builder:
                        functions, header, self.shapes, isinstance(self.result, tuple),
                        unread=unread, buffers=Buffers.of(self.buffers),
                        gradient_buffers=gradient_buffers, step=self.is_step, touched=touched,
-                       returns_none=self.returns_none, kernels=kernels)
+                       returns_none=self.returns_none, kernels=kernels,
+                       passed_through=[read_slots.index(name) if name in read_slots else None
+                                       for name in outputs])
 
 
 def _tuple(names: list[str]) -> str:

@@ -4,6 +4,7 @@ backward; it traces again on a new signature; check=True catches what a tracer c
 import importlib
 import re
 import traceback
+import warnings
 from collections import namedtuple
 from pathlib import Path
 from unittest import mock
@@ -416,6 +417,20 @@ def test_a_gradient_array_a_rule_made_is_added_into_in_place():
     backward = step.tape(x).split("def backward0")[1]
     assert "    g_c0 = mul_da(" in backward and "    g_c0 += mul_da(" in backward, backward
     replays_as_eager(step, lambda x: (w * x + w * 3.0).sum(), w, x)
+
+
+def test_one_gradient_array_the_backward_returns_for_two_leaves_becomes_two_grads():
+    """b * 2 + (a + c) * x: add hands a and c the one new array mul's rule made, the second
+    and third of the three the compiled backward returns. Each leaf keeps its own .grad, so a
+    second backward adds into each once."""
+    a, b, c = (ad.tensor([1.0, 2.0], requires_grad=True) for _ in range(3))
+    step = ad.compile(lambda x: (b * 2 + (a + c) * x).sum())
+    x = ad.tensor([1.0, 3.0])
+    step(x)  # the trace (eager, no backward)
+    for _ in range(2):
+        step(x).backward()
+    assert a.grad.data is not c.grad.data
+    assert a.grad.tolist() == c.grad.tolist() == [2.0, 6.0] and b.grad.tolist() == [4.0, 4.0]
 
 
 def test_an_expression_computed_twice_is_computed_once():
@@ -913,6 +928,30 @@ def test_a_gradient_the_caller_keeps_is_never_a_buffer(lend_every_array):
     before = kept.data.copy()
     step(ad.tensor(-x.data)).backward()
     np.testing.assert_array_equal(kept.data, before)
+
+
+def test_tracing_at_a_point_where_a_gradient_is_infinite_warns_nothing():
+    """sqrt at 0: the trace works the backward out on the traced values (for shapes) without
+    NumPy's divide-by-zero warning; only a backward the caller runs computes it."""
+    step = ad.compile(lambda x: x.sqrt().sum())
+    x = ad.tensor([0.0, 4.0], requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert step(x).item() == step(x).item() == 2.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_outputs_that_need_no_gradient_are_replayed_without_one(backend):
+    """A loss, a number computed without w, the argument and the weight themselves: only the
+    loss requires grad in a replay, and the tensors returned as given are those tensors, as
+    in eager."""
+    w = ad.tensor([1.0, 2.0], requires_grad=True)
+    step = ad.compile(lambda x: ((x * w).sum(), (x * 2).sum(), x, w), backend=backend)
+    x = ad.tensor([1.0, 3.0])
+    for outputs in (step(x), step(x)):  # the trace, then a replay
+        assert [out.requires_grad for out in outputs] == [True, False, False, True]
+        assert [out.item() for out in outputs[:2]] == [7.0, 8.0]
+        assert outputs[2] is x and outputs[3] is w and w.grad_fn is None
 
 
 def test_two_outputs_with_gradients_lend_no_forward_buffers(lend_every_array):

@@ -52,8 +52,8 @@ class FirstAndLast(ad.Function):  # hands one gradient array to its first and la
 
 
 def test_one_gradient_handed_to_two_leaves_becomes_two_grads():
-    """a and c get the same array from backward: each keeps its own .grad, so the second
-    backward adds into each once (a shared array would be added into twice)."""
+    """backward hands a and c one array: each keeps its own .grad (the engine copies what a
+    Function returns), so the second backward adds into each once."""
     a, b, c = (ad.tensor([1.0, 2.0], requires_grad=True) for _ in range(3))
     for _ in range(2):
         FirstAndLast.apply(a, b, c).backward(np.array([1.0, -3.0]))
