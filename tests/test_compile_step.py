@@ -380,8 +380,7 @@ def test_a_float64_value_added_in_place_into_float32_is_replayed_as_eager(backen
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_value_copied_out_and_read_again_keeps_its_own_array(backend):
     """h is copied into a kept buffer and then read by the loss; the buffer is scaled before
-    backward. The product is not written straight into the buffer: backward reads h, not the
-    buffer's new values."""
+    backward, which reads h's values, not the buffer's new ones."""
     w = ad.tensor([0.5, -1.5, 2.0], requires_grad=True)
     kept = [ad.tensor(np.zeros(3)) for _ in range(2)]
 
