@@ -2,6 +2,7 @@
 the quick run of the notebook reproduction, shared by the tests that read its output; and a
 headless Chromium page for the browser tests."""
 
+import importlib
 import os
 
 import pytest
@@ -59,3 +60,10 @@ def page(browser):
     page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
     yield page
     context.close()
+
+
+@pytest.fixture
+def nothing_retained(monkeypatch):
+    """No tensor anywhere has its .grad retained (one another test made may still be alive),
+    so the walker's shortcut for a graph of one node is open unless the test closes it."""
+    monkeypatch.setattr(importlib.import_module("autodiff.backward"), "RETAINED", {})

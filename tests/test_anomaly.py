@@ -26,7 +26,7 @@ def test_an_inf_in_backward_names_the_op_that_made_it():
     assert "(x * 1.0).sqrt().sum()" in str(info.value)
 
 
-def test_an_inf_in_the_backward_of_a_graph_of_one_op_is_caught_too():
+def test_an_inf_in_the_backward_of_a_graph_of_one_op_is_caught_too(nothing_retained):
     """x.sqrt() alone: the one node's gradients could go straight into x.grad, but under
     detect_anomaly its rule is checked as in any walk."""
     x = ad.tensor([0.0, 4.0], requires_grad=True)

@@ -78,7 +78,7 @@ def test_gradients_after_backward_with_a_snapshot():
     assert f"grad ‖g‖ {w_norm:.3g}" in source
 
 
-def test_a_snapshot_sees_the_backward_of_a_graph_of_one_op():
+def test_a_snapshot_sees_the_backward_of_a_graph_of_one_op(nothing_retained):
     """x.sum() alone: the walker's shortcut for one node is not taken while a snapshot
     watches, so it is sent both gradients, the output's first."""
     x = ad.tensor([1.0, 2.0], requires_grad=True)
