@@ -360,6 +360,26 @@ def test_an_in_place_update_that_rounds_unlike_its_out_of_place_form_is_refused(
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_a_step_that_returns_a_weight_returns_the_weight_itself(backend):
+    w = ad.tensor([1.0, 2.0], requires_grad=True)
+    weights = [w]
+
+    def step(x):
+        loss = (weights[0] * x).sum()
+        loss.backward()
+        with ad.no_grad():
+            weights[0] -= 0.5 * weights[0].grad
+            weights[0].grad = None
+        return loss, weights[0]
+
+    compiled = ad.compile(step, backend=backend)
+    x = ad.tensor([2.0, 4.0])
+    for expected_loss, expected_w in ((10.0, [0.0, 0.0]), (0.0, [-1.0, -2.0])):
+        loss, returned = compiled(x)  # the trace, then a replay
+        assert returned is w and w.tolist() == expected_w and loss.item() == expected_loss
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_float64_value_added_in_place_into_float32_is_replayed_as_eager(backend):
     """total (float32) += x * 3 (float64 arrays): eager adds in float64 and rounds once, as the
     out-of-place sum cast to float32 does, so the step traces, and replays the same."""
