@@ -67,7 +67,7 @@ from typing import Any
 import numpy as np
 
 from autodiff.effects import Effects, Saved, identical
-from autodiff.fusion import agree, fuse, numba_or_explain
+from autodiff.fusion import agree, fuse, numba_or_explain, with_flush_to_zero
 from autodiff.graph import GradMode, InPlace, freed_error, no_grad
 from autodiff.guards import tensors_in
 from autodiff.primitive import Op
@@ -249,6 +249,8 @@ class Compiled:
             effects.refuse_hidden_writes(self.name)
             program = build(self.fn, entries, sources, args, kwargs, result, effects,
                             self.fuse)
+            if self.fuse is not None:
+                program = with_flush_to_zero(program)
         except BaseException:
             effects.undo()  # the call fails as a whole: nothing it changed stays changed
             raise

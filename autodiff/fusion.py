@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from autodiff.loops import FLOATS, Run, Unfusable, bound_names, names_in
-from autodiff.program import Function, Line
+from autodiff.program import Function, Line, Program
 
 # how far a fused value may be from eager's, relative to the largest magnitude of the array:
 # sums are taken in another order, and numba's exp and log are not NumPy's
@@ -67,6 +67,16 @@ def numba_or_explain() -> Any:
         raise ImportError("compile(backend='numba') needs numba: pip install 'autodiff[fast]'"
                           ) from error
     return numba
+
+
+def with_flush_to_zero(program: Program) -> Program:
+    """The program whose functions run with subnormal results flushed to zero (`autodiff.flush`):
+    BLAS and the kernels at full speed where a float32 softmax makes numbers below 1e-38."""
+    from autodiff.flush import flushing_subnormals  # needs numba, as this backend does
+
+    return replace(program, forward=flushing_subnormals(program.forward),
+                   backwards=[None if b is None else flushing_subnormals(b)
+                              for b in program.backwards])
 
 
 # ---------------------------------------------------------------- a whole step as one function

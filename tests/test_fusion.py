@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import autodiff as ad
-from autodiff import fusion, optim, viz
+from autodiff import flush, fusion, optim, viz
+from autodiff.flush import FLUSH_TO_ZERO, X86_64, flushing_subnormals, mxcsr
 from autodiff.fusion import TOLERANCE, agree, cache_folder
 from autodiff.testing import arrays, distinct_arrays, programs, safe_floats
 
@@ -497,3 +498,50 @@ def test_a_gradient_that_cancels_to_zero_agrees_and_passes_check():
         x.grad = None
         checked(x).backward()
         assert np.abs(x.grad.data).max() < 1e-15
+
+
+TINY = np.float32(1e-20)  # its square, 1e-40, is subnormal in float32
+
+
+def test_a_fused_replay_flushes_subnormal_results_to_zero_and_reads_subnormal_inputs_as_given():
+    def scaled(x, y):
+        return x * x, (y.relu() * 3).sum()
+
+    values = np.full((2, 3), TINY, dtype=np.float32)
+    subnormal = values * TINY
+    fused = ad.compile(scaled, backend="numba")
+    fused(ad.tensor(values), ad.tensor(subnormal, requires_grad=True))  # the trace: eager
+    x = ad.tensor(subnormal, requires_grad=True)
+    product, total = fused(ad.tensor(values), x)
+    total.backward()
+    # the product 1e-40 is made inside a kernel: 0 on x86-64 (the processor's flush-to-zero)
+    expected = np.zeros_like(subnormal) if X86_64 else subnormal
+    np.testing.assert_array_equal(product.data, expected)
+    assert np.all(subnormal > 0)
+    # a subnormal input is read as it is: relu's gradient there is 1, as in eager
+    np.testing.assert_array_equal(x.grad.data, np.full((2, 3), 3, dtype=np.float32))
+
+
+@pytest.mark.skipif(not X86_64, reason="flush-to-zero is an x86-64 register: elsewhere a no-op")
+def test_the_flush_to_zero_mode_is_put_back_after_a_replay_and_after_an_error():
+    def flushing() -> bool:
+        return bool(mxcsr() & FLUSH_TO_ZERO)
+
+    assert not flushing()
+    fused = ad.compile(lambda x: x * 2, backend="numba")
+    for _ in range(3):
+        fused(ad.tensor(np.ones(4)))
+    assert not flushing() and TINY * TINY > 0  # NumPy outside a replay keeps subnormals
+
+    def fails() -> None:
+        assert flushing()
+        raise ZeroDivisionError("inside")
+
+    with pytest.raises(ZeroDivisionError, match="inside"):
+        flushing_subnormals(fails)()
+    assert not flushing()
+
+
+def test_off_x86_64_a_function_runs_as_it_is(monkeypatch):
+    monkeypatch.setattr(flush, "X86_64", False)
+    assert flushing_subnormals(len) is len

@@ -8,7 +8,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "autodiff"
 LAYERS = ["cuda", "devices", "primitive", "ops", "errors", "graph", "effects", "anomaly",
           "recording",
           "forward", "backward", "tensor", "creation", "function", "gradcheck", "functional",
-          "transforms", "guards", "program", "loops", "blas", "fusion", "compile", "files"]
+          "transforms", "guards", "program", "loops", "blas", "flush", "fusion", "compile", "files"]
 
 
 def imports_of(module: str) -> set[str]:
