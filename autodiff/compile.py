@@ -93,7 +93,8 @@ def compile(fn: Callable[..., Any], *, check: bool = False, cache_size: int = 8,
             backend: str = "numpy") -> Compiled:
     """`fn` traced once per signature and replayed as generated straight-line code (see above);
     with ``backend="numba"``, its runs of elementwise ops and reductions as fused loops
-    (`autodiff.fusion`; needs the ``fast`` extra)."""
+    (`autodiff.fusion`; needs the ``fast`` extra), replayed with subnormal results flushed to
+    zero on x86-64 (`autodiff.flush`)."""
     if not callable(fn):
         raise TypeError(f"compile: expected a function to trace, got {type(fn).__name__}")
     if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 1:
