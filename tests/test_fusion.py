@@ -1,8 +1,9 @@
 """The fused backend, ``autodiff.compile(fn, backend="numba")``: each op's loop form gives
 eager's result (forward and gradient, broadcasting and reductions included), random programs
-and training steps agree with eager to the backend's tolerance, float32 stays float32, and the
-kernels are readable loops, cached on disk. What compile promises besides is tested on both
-backends in test_compile.py and test_compile_step.py."""
+and training steps agree with eager to the backend's tolerance, float32 stays float32, the
+kernels are readable loops, cached on disk, and a replay flushes subnormal results to zero.
+What compile promises besides is tested on both backends in test_compile.py and
+test_compile_step.py."""
 
 import os
 import re
